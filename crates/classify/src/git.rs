@@ -1,0 +1,2 @@
+//! Git smart-HTTP pushes: the ref updates at the head of a
+//! `git-receive-pack` request body.
