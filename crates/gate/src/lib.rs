@@ -1,0 +1,270 @@
+//! `blastwall-gate` is the one gate every interceptor (proxy, exec, SQL,
+//! MCP, file system) goes through: **decide, then record, then release or
+//! refuse**. Nothing takes effect before its decision is in the audit log;
+//! an action with side effects is durable before it is released (I4); if
+//! the record cannot be written, the action is refused.
+//!
+//! Later it owns the approval queue (an `ask` held for a person's yes, bound
+//! to one action digest). Until then an `ask` is refused with "needs
+//! approval", and says so.
+//!
+//! Main types: [`Gate`], [`Release`], [`Refusal`].
+#![forbid(unsafe_code)]
+
+use std::fmt;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use blastwall_audit::bytes::path_to_json;
+use blastwall_audit::{AuditError, AuditLog, FsyncPolicy, Kind};
+use blastwall_policy::{Action, Decision, FsOp, FsyncMode, Policy, RuleRef, Verdict};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+/// The audit flush policy a manifest's `[audit] fsync` asks for.
+pub fn fsync_policy(mode: FsyncMode) -> FsyncPolicy {
+    match mode {
+        FsyncMode::Always => FsyncPolicy::Always,
+        FsyncMode::SideEffects => FsyncPolicy::Batch,
+    }
+}
+
+/// An action the gate let through. Hand it back to [`Gate::outcome`] once
+/// the action has taken effect (or failed).
+#[derive(Debug, Clone, Serialize)]
+pub struct Release {
+    /// The audit sequence number of the decision: the request id.
+    pub request_id: u64,
+    /// The decision.
+    pub decision: Decision,
+}
+
+/// An action the gate refused, with what the agent needs to stop retrying:
+/// what was blocked, by which rule, why, and the request id.
+#[derive(Debug, Clone, Serialize)]
+pub struct Refusal {
+    /// The audit sequence number of the decision, when it was recorded.
+    pub request_id: Option<u64>,
+    /// `deny`, or `ask` while approvals are not available.
+    pub verdict: Verdict,
+    /// The rule that decided.
+    pub rule: RuleRef,
+    /// Why.
+    pub reason: String,
+    /// The part of the action that decided, if one of several.
+    pub subject: Option<String>,
+    /// A pending approval's id (none until the approval queue exists).
+    pub approval: Option<String>,
+    /// What was blocked, in a line.
+    pub summary: String,
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let what = match self.verdict {
+            Verdict::Ask => "needs approval",
+            Verdict::Deny | Verdict::Allow => "denied",
+        };
+        writeln!(f, "blastwall: {what}: {}", self.summary)?;
+        if let Some(s) = &self.subject {
+            writeln!(f, "  part:       {s}")?;
+        }
+        writeln!(f, "  rule:       {}", self.rule)?;
+        writeln!(f, "  reason:     {}", self.reason)?;
+        if self.verdict == Verdict::Ask {
+            match &self.approval {
+                Some(id) => writeln!(f, "  approval:   {id} (pending)")?,
+                None => writeln!(
+                    f,
+                    "  approval:   none: this version refuses every ask (the approval queue is not available yet)"
+                )?,
+            }
+        }
+        match self.request_id {
+            Some(id) => writeln!(f, "  request id: {id}"),
+            None => writeln!(f, "  request id: none (the decision could not be recorded)"),
+        }
+    }
+}
+
+/// A failure to record something that is not a decision.
+#[derive(Debug, thiserror::Error)]
+pub enum GateError {
+    /// The audit log refused the record.
+    #[error("cannot record to the audit log: {0}")]
+    Audit(#[from] AuditError),
+}
+
+/// The gate: the compiled policy and the session's audit log.
+#[derive(Debug)]
+pub struct Gate {
+    policy: Arc<Policy>,
+    log: Mutex<AuditLog>,
+}
+
+impl Gate {
+    /// A gate deciding by `policy` and recording to `log`.
+    pub fn new(policy: Arc<Policy>, log: AuditLog) -> Gate {
+        Gate {
+            policy,
+            log: Mutex::new(log),
+        }
+    }
+
+    /// The policy in force.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// Records the start of the session (first record of the log), durably.
+    pub fn start(&self, data: Value) -> Result<u64, GateError> {
+        let mut log = self.lock();
+        let a = log.append(Kind::SessionStart, data)?;
+        log.sync()?;
+        Ok(a.seq)
+    }
+
+    /// Decides on `action`, records the decision, and releases or refuses.
+    /// An allowed action with side effects is durable before this returns.
+    pub fn check(&self, action: &Action) -> Result<Release, Refusal> {
+        self.check_with(action, side_effects(action))
+    }
+
+    /// Like [`Gate::check`], with the caller saying whether the action has
+    /// side effects (e.g. the proxy knows it will inject a credential).
+    pub fn check_with(&self, action: &Action, side_effects: bool) -> Result<Release, Refusal> {
+        let decision = self.policy.decide(action);
+        let data = json!({
+            "action": action_json(action),
+            "verdict": decision.verdict,
+            "rule": decision.rule,
+            "reason": decision.reason,
+            "labels": decision.labels,
+            "subject": decision.subject,
+            "side_effects": side_effects,
+            "approval": Value::Null,
+        });
+        let recorded = {
+            let mut log = self.lock();
+            log.append(Kind::Decision, data).and_then(|a| {
+                if side_effects && decision.verdict == Verdict::Allow {
+                    log.sync()?;
+                }
+                Ok(a.seq)
+            })
+        };
+        let seq = match recorded {
+            Ok(seq) => seq,
+            Err(e) => {
+                return Err(Refusal {
+                    request_id: None,
+                    verdict: Verdict::Deny,
+                    rule: decision.rule,
+                    reason: format!("the decision could not be recorded, so the action is refused (I4): {e}"),
+                    subject: decision.subject,
+                    approval: None,
+                    summary: summarize(action),
+                });
+            }
+        };
+        match decision.verdict {
+            Verdict::Allow => Ok(Release {
+                request_id: seq,
+                decision,
+            }),
+            Verdict::Ask | Verdict::Deny => Err(Refusal {
+                request_id: Some(seq),
+                verdict: decision.verdict,
+                reason: decision.reason.to_string(),
+                rule: decision.rule,
+                subject: decision.subject,
+                approval: None,
+                summary: summarize(action),
+            }),
+        }
+    }
+
+    /// Records what became of a released action.
+    pub fn outcome(&self, release: &Release, outcome: &str, detail: Value) -> Result<(), GateError> {
+        self.lock().append(
+            Kind::Outcome,
+            json!({"decision_seq": release.request_id, "outcome": outcome, "detail": detail}),
+        )?;
+        Ok(())
+    }
+
+    /// Records an alert.
+    pub fn alert(&self, data: Value) -> Result<u64, GateError> {
+        let mut log = self.lock();
+        let a = log.append(Kind::Alert, data)?;
+        log.sync()?;
+        Ok(a.seq)
+    }
+
+    /// Makes every record so far durable (the group commit of reads).
+    pub fn flush(&self) -> Result<(), GateError> {
+        self.lock().sync()?;
+        Ok(())
+    }
+
+    /// Seals the log with a `session-end` record.
+    pub fn finish(&self, data: Value) -> Result<(), GateError> {
+        let mut log = self.lock();
+        log.append(Kind::SessionEnd, data)?;
+        log.sync()?;
+        Ok(())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, AuditLog> {
+        // A panic while holding the lock leaves the log as it was: appends
+        // are single writes, so the data behind a poisoned lock is usable.
+        self.log.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Whether an action changes state if it goes ahead.
+pub fn side_effects(action: &Action) -> bool {
+    match action {
+        Action::Net(n) => {
+            let safe = |m: &str| matches!(m, "GET" | "HEAD" | "OPTIONS" | "TRACE");
+            !safe(&n.method) || n.method_overrides.iter().any(|m| !safe(m))
+        }
+        Action::Exec(_) => true,
+        Action::Fs(f) => f.op == FsOp::Write,
+    }
+}
+
+/// The action as it goes into the audit log (paths that are not UTF-8 are
+/// encoded unambiguously).
+pub fn action_json(action: &Action) -> Value {
+    match action {
+        Action::Fs(f) => json!({"kind": "fs", "op": f.op, "path": path_to_json(&f.path)}),
+        Action::Net(_) | Action::Exec(_) => serde_json::to_value(action)
+            .unwrap_or_else(|e| json!({"kind": action.kind(), "unserializable": e.to_string()})),
+    }
+}
+
+/// One line saying what the action is.
+pub fn summarize(action: &Action) -> String {
+    match action {
+        Action::Net(n) => {
+            let scheme = match n.scheme {
+                blastwall_policy::Scheme::Http => "http",
+                blastwall_policy::Scheme::Https => "https",
+            };
+            let port = if n.port == n.scheme.default_port() {
+                String::new()
+            } else {
+                format!(":{}", n.port)
+            };
+            format!("{} {scheme}://{}{port}{}", n.method, n.host, n.path)
+        }
+        Action::Exec(e) => format!("exec {}", e.argv.join(" ")),
+        Action::Fs(f) => {
+            let op = match f.op {
+                FsOp::Read => "read",
+                FsOp::Write => "write",
+            };
+            format!("{op} {}", f.path.display())
+        }
+    }
+}

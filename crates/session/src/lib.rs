@@ -1,0 +1,22 @@
+//! `blastwall-session` owns blastwall's state on disk, outside every wall:
+//! `BLASTWALL_HOME` and what lives there (the user's own config, the trust
+//! store, session directories), finding a project's manifest, and loading a
+//! manifest the way an enforcing command must (trusted, merged with the
+//! user's own grants).
+//!
+//! It must not decide anything (that is `blastwall-policy`) and must not
+//! read the process environment itself: the caller passes an [`Env`], so
+//! tests never mutate the environment.
+//!
+//! Main types: [`Env`], [`Home`], [`TrustStore`], [`LoadedManifest`].
+#![forbid(unsafe_code)]
+
+mod discover;
+mod home;
+mod load;
+mod trust;
+
+pub use discover::{MANIFEST_NAME, find_manifest};
+pub use home::{Env, Home};
+pub use load::{LoadError, LoadedManifest, Purpose, load_manifest};
+pub use trust::{TrustError, TrustState, TrustStore, manifest_digest};
