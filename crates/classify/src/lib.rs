@@ -16,6 +16,7 @@ pub mod argv;
 pub mod git;
 pub mod graphql;
 pub mod http;
+mod text;
 
 use serde::Serialize;
 
