@@ -1,0 +1,620 @@
+//! Appending records: the write-ahead half of I4.
+
+use std::fmt;
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io::{self, BufReader};
+use std::os::unix::fs::OpenOptionsExt as _;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::line;
+use crate::schema::{ChainHash, Kind, MAX_RECORD_BYTES};
+use crate::time::{Clock, SystemClock, Timestamp};
+use crate::verify::{self, LogReader, VerifyError};
+
+/// When the writer makes records durable with `fdatasync(2)`.
+///
+/// I4 asks that an action with side effects be *durable* before it is
+/// released, while a side-effect-free read only needs to be *written* first
+/// and may become durable later. The three policies serve that:
+///
+/// - [`FsyncPolicy::Always`]: every [`AuditLog::append`] syncs before it
+///   returns. Simple and strict; costs one `fdatasync` per record.
+/// - [`FsyncPolicy::Batch`]: group commit. `append` only writes (the record
+///   is in the page cache: it survives a crash of blastwall, not of the
+///   machine) and the caller decides when to pay for durability by calling
+///   [`AuditLog::sync`]. One `sync` makes every record written so far
+///   durable, so a writer task serving many connections appends the records
+///   that arrive together, calls `sync` once, then releases every action whose
+///   seq is at most [`AuditLog::durable_seq`]. Reads are released after
+///   `append`; actions with side effects wait for the `sync`. A
+///   `session-end` record is always synced.
+/// - [`FsyncPolicy::Never`]: never syncs, and `sync` does nothing. Records
+///   reach the disk when the kernel writes them back; a power loss can lose
+///   the tail. For throwaway sessions and tests; I4's durability does not hold.
+///
+/// Benchmarks state the policy they ran with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FsyncPolicy {
+    /// `fdatasync` after every append, before `append` returns.
+    Always,
+    /// `fdatasync` when the caller calls [`AuditLog::sync`] (group commit),
+    /// and after `session-end`.
+    Batch,
+    /// Never `fdatasync`.
+    Never,
+}
+
+/// The two file operations the writer performs, so that tests can record
+/// them (and make them fail) without a disk.
+///
+/// The real implementation is [`std::fs::File`] opened with `O_APPEND`.
+pub trait LogFile {
+    /// Writes all of `buf` at the end of the file. The writer passes one whole
+    /// record, newline included, per call.
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()>;
+
+    /// Makes everything written so far durable (`fdatasync(2)`).
+    fn sync_data(&mut self) -> io::Result<()>;
+}
+
+impl LogFile for File {
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        io::Write::write_all(self, buf)
+    }
+
+    fn sync_data(&mut self) -> io::Result<()> {
+        File::sync_data(self)
+    }
+}
+
+/// What [`AuditLog::append`] wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Appended {
+    /// The record's seq.
+    pub seq: u64,
+    /// The record's hash, which the next record's `prev` will carry.
+    pub hash: ChainHash,
+}
+
+/// A failure to open or append to an audit log. The gate denies the action
+/// whose record could not be written (I4).
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    /// The log file could not be created (it may already exist: a log is
+    /// never overwritten).
+    #[error("cannot create audit log {}: {error}", path.display())]
+    Create {
+        /// The log file.
+        path: PathBuf,
+        /// The error from the operating system.
+        error: io::Error,
+    },
+    /// The log file could not be opened or inspected.
+    #[error("cannot open audit log {}: {error}", path.display())]
+    Open {
+        /// The log file.
+        path: PathBuf,
+        /// The error from the operating system.
+        error: io::Error,
+    },
+    /// The path is not a regular file.
+    #[error("audit log {} is not a regular file", path.display())]
+    NotAFile {
+        /// The path.
+        path: PathBuf,
+    },
+    /// Another writer holds the log's lock.
+    #[error("audit log {} is locked by another writer", path.display())]
+    Locked {
+        /// The log file.
+        path: PathBuf,
+    },
+    /// Taking the log's lock failed for another reason.
+    #[error("cannot lock audit log {}: {error}", path.display())]
+    Lock {
+        /// The log file.
+        path: PathBuf,
+        /// The error from the operating system.
+        error: io::Error,
+    },
+    /// The directory holding a new log could not be synced, so the log's
+    /// name might not survive a power loss.
+    #[error("cannot sync directory {} after creating its audit log: {error}", dir.display())]
+    SyncDir {
+        /// The directory.
+        dir: PathBuf,
+        /// The error from the operating system.
+        error: io::Error,
+    },
+    /// The existing log failed verification; nothing is appended to a
+    /// damaged chain.
+    #[error("refusing to append to a damaged log: {0}")]
+    Damaged(Box<VerifyError>),
+    /// The log ends with `session-end`; a sealed log takes no more records.
+    #[error("audit log {} is sealed: seq {seq} is session-end", path.display())]
+    Sealed {
+        /// The log file.
+        path: PathBuf,
+        /// The seq of the `session-end` record.
+        seq: u64,
+    },
+    /// The session id is empty.
+    #[error("audit log {}: the session id is empty", path.display())]
+    EmptySession {
+        /// The log file.
+        path: PathBuf,
+    },
+    /// The record's kind is not allowed at this seq (seq 0 must be
+    /// `session-start`, and only seq 0).
+    #[error("audit log {}, seq {seq}: {kind} record out of place: {rule}", path.display())]
+    KindOutOfPlace {
+        /// The log file.
+        path: PathBuf,
+        /// The seq the record would have had.
+        seq: u64,
+        /// The record's kind.
+        kind: Kind,
+        /// The rule it breaks.
+        rule: &'static str,
+    },
+    /// The record's `data` is not a JSON object.
+    #[error("audit log {}, seq {seq}: data must be a JSON object, not {found}", path.display())]
+    DataNotObject {
+        /// The log file.
+        path: PathBuf,
+        /// The seq the record would have had.
+        seq: u64,
+        /// The JSON type given instead.
+        found: &'static str,
+    },
+    /// The encoded record is longer than [`MAX_RECORD_BYTES`].
+    #[error("audit log {}, seq {seq}: record of {len} bytes exceeds the limit of {limit}", path.display())]
+    TooLong {
+        /// The log file.
+        path: PathBuf,
+        /// The seq the record would have had.
+        seq: u64,
+        /// The record's length, newline included.
+        len: usize,
+        /// [`MAX_RECORD_BYTES`].
+        limit: usize,
+    },
+    /// The record could not be encoded.
+    #[error("audit log {}, seq {seq}: cannot encode record: {error}", path.display())]
+    Encode {
+        /// The log file.
+        path: PathBuf,
+        /// The seq the record would have had.
+        seq: u64,
+        /// What went wrong.
+        error: io::Error,
+    },
+    /// Writing the record failed (disk full, I/O error). Part of it may be in
+    /// the file; the log takes no more records.
+    #[error("cannot write seq {seq} to audit log {}: {error}", path.display())]
+    Write {
+        /// The log file.
+        path: PathBuf,
+        /// The record's seq.
+        seq: u64,
+        /// The error from the operating system.
+        error: io::Error,
+    },
+    /// `fdatasync` failed: the records are not known durable, and after a
+    /// failed sync the kernel may have dropped them. The log takes no more
+    /// records.
+    #[error("cannot sync audit log {} through seq {seq}: {error}", path.display())]
+    Sync {
+        /// The log file.
+        path: PathBuf,
+        /// The last seq written.
+        seq: u64,
+        /// The error from the operating system.
+        error: io::Error,
+    },
+    /// An earlier write or sync failed, so the end of the file is unknown;
+    /// the log takes no more records. Start a new log.
+    #[error("audit log {} takes no more records: writing or syncing seq {seq} failed", path.display())]
+    Poisoned {
+        /// The log file.
+        path: PathBuf,
+        /// The seq whose write or sync failed.
+        seq: u64,
+    },
+}
+
+/// The writer of one session's audit log.
+///
+/// Records are appended in seq order, each one built in a reused buffer and
+/// written with a single [`LogFile::write_all`]. The writer holds an exclusive
+/// `flock` on the file so that two writers cannot interleave a chain.
+///
+/// After a failed write or sync the writer is poisoned: every later call
+/// fails with [`AuditError::Poisoned`], so the gate keeps denying.
+pub struct AuditLog<F: LogFile = File> {
+    file: F,
+    path: PathBuf,
+    session: String,
+    session_json: Vec<u8>,
+    fsync: FsyncPolicy,
+    clock: Box<dyn Clock>,
+    next_seq: u64,
+    head: ChainHash,
+    durable: Option<u64>,
+    sealed: bool,
+    failed_at: Option<u64>,
+    buf: Vec<u8>,
+}
+
+/// The line buffer is kept between appends; after an unusually large record
+/// it shrinks back to this size.
+const KEEP_BUFFER: usize = 64 * 1024;
+
+impl<F: LogFile> fmt::Debug for AuditLog<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuditLog")
+            .field("path", &self.path)
+            .field("session", &self.session)
+            .field("fsync", &self.fsync)
+            .field("clock", &self.clock)
+            .field("next_seq", &self.next_seq)
+            .field("head", &self.head)
+            .field("durable", &self.durable)
+            .field("sealed", &self.sealed)
+            .field("failed_at", &self.failed_at)
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock(file: &File, path: &Path) -> Result<(), AuditError> {
+    match file.try_lock() {
+        Ok(()) => Ok(()),
+        Err(TryLockError::WouldBlock) => Err(AuditError::Locked {
+            path: path.to_path_buf(),
+        }),
+        Err(TryLockError::Error(error)) => Err(AuditError::Lock {
+            path: path.to_path_buf(),
+            error,
+        }),
+    }
+}
+
+fn sync_parent_dir(path: &Path) -> Result<(), AuditError> {
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|error| AuditError::SyncDir {
+            dir: dir.to_path_buf(),
+            error,
+        })
+}
+
+impl AuditLog<File> {
+    /// Creates a new log at `path` for session `session_id`.
+    ///
+    /// The file must not exist (`O_CREAT|O_EXCL`, which also refuses a
+    /// symlink); it is created with mode 0600, opened `O_APPEND` and locked.
+    /// Unless `fsync` is [`FsyncPolicy::Never`], its directory is synced so the
+    /// new name is durable. The first record must be `session-start`. If a
+    /// step after the creation fails, the empty file stays behind.
+    pub fn create(
+        path: impl AsRef<Path>,
+        session_id: &str,
+        fsync: FsyncPolicy,
+    ) -> Result<Self, AuditError> {
+        let path = path.as_ref();
+        if session_id.is_empty() {
+            return Err(AuditError::EmptySession {
+                path: path.to_path_buf(),
+            });
+        }
+        let file = OpenOptions::new()
+            .append(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(|error| AuditError::Create {
+                path: path.to_path_buf(),
+                error,
+            })?;
+        lock(&file, path)?;
+        if fsync != FsyncPolicy::Never {
+            sync_parent_dir(path)?;
+        }
+        AuditLog::with_file(file, path, session_id, fsync)
+    }
+
+    /// Opens an existing log to continue its chain.
+    ///
+    /// The file is opened `O_APPEND`, locked, and verified through the same
+    /// handle before anything is written: a damaged log
+    /// ([`AuditError::Damaged`], including a torn last record left by a crash
+    /// mid-write, reported with its seq) or a sealed one
+    /// ([`AuditError::Sealed`]) is refused. Unless `fsync` is
+    /// [`FsyncPolicy::Never`], the existing records are synced, so
+    /// [`AuditLog::durable_seq`] starts at the last of them.
+    pub fn open_append(path: impl AsRef<Path>, fsync: FsyncPolicy) -> Result<Self, AuditError> {
+        let path = path.as_ref();
+        let open_error = |error| AuditError::Open {
+            path: path.to_path_buf(),
+            error,
+        };
+        let file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .open(path)
+            .map_err(open_error)?;
+        if !file.metadata().map_err(open_error)?.is_file() {
+            return Err(AuditError::NotAFile {
+                path: path.to_path_buf(),
+            });
+        }
+        lock(&file, path)?;
+        let mut reader = LogReader::new(path, BufReader::new(&file));
+        while reader
+            .next_event()
+            .map_err(|e| AuditError::Damaged(Box::new(e)))?
+            .is_some()
+        {}
+        let state = reader.into_state();
+        let last = state.next_seq.saturating_sub(1);
+        if state.sealed {
+            return Err(AuditError::Sealed {
+                path: path.to_path_buf(),
+                seq: last,
+            });
+        }
+        let session = state.session.unwrap_or_default();
+        let mut log = AuditLog::with_file(file, path, &session, fsync)?;
+        log.next_seq = state.next_seq;
+        log.head = state.head;
+        if fsync != FsyncPolicy::Never {
+            log.sync_through(last)?;
+        }
+        Ok(log)
+    }
+}
+
+impl<F: LogFile> AuditLog<F> {
+    /// Starts a new chain (seq 0) in `file`, which must be empty; `path` names
+    /// the log in errors. The clock is the system clock.
+    ///
+    /// [`AuditLog::create`] uses this with a real file; tests use it with a
+    /// recording [`LogFile`].
+    pub fn with_file(
+        file: F,
+        path: impl Into<PathBuf>,
+        session_id: &str,
+        fsync: FsyncPolicy,
+    ) -> Result<Self, AuditError> {
+        let path = path.into();
+        if session_id.is_empty() {
+            return Err(AuditError::EmptySession { path });
+        }
+        let session_json = serde_json::to_vec(session_id).map_err(|e| AuditError::Encode {
+            path: path.clone(),
+            seq: 0,
+            error: io::Error::other(e),
+        })?;
+        Ok(AuditLog {
+            file,
+            path,
+            session: session_id.to_owned(),
+            session_json,
+            fsync,
+            clock: Box::new(SystemClock),
+            next_seq: 0,
+            head: ChainHash::ZERO,
+            durable: None,
+            sealed: false,
+            failed_at: None,
+            buf: Vec::with_capacity(1024),
+        })
+    }
+
+    /// Replaces the clock that stamps each record's `time`.
+    #[must_use]
+    pub fn with_clock(mut self, clock: impl Clock + 'static) -> Self {
+        self.clock = Box::new(clock);
+        self
+    }
+
+    /// Appends a record of `kind` with `data` (a JSON object), stamped with
+    /// the clock's time.
+    ///
+    /// The record is written with one `write_all` before this returns; under
+    /// [`FsyncPolicy::Always`] it is also synced. On any error nothing is
+    /// known written and the caller must deny the action (I4).
+    pub fn append(&mut self, kind: Kind, data: Value) -> Result<Appended, AuditError> {
+        let time = self.clock.now();
+        self.append_at(kind, data, time)
+    }
+
+    /// Appends a record as [`AuditLog::append`] does, stamped with `time`.
+    pub fn append_at(
+        &mut self,
+        kind: Kind,
+        data: Value,
+        time: Timestamp,
+    ) -> Result<Appended, AuditError> {
+        let seq = self.next_seq;
+        self.check_usable()?;
+        if let Some(rule) = verify::placement_rule(seq, kind, false) {
+            return Err(AuditError::KindOutOfPlace {
+                path: self.path.clone(),
+                seq,
+                kind,
+                rule,
+            });
+        }
+        if !data.is_object() {
+            return Err(AuditError::DataNotObject {
+                path: self.path.clone(),
+                seq,
+                found: json_type(&data),
+            });
+        }
+        let hash = line::encode(
+            &mut self.buf,
+            seq,
+            time,
+            &self.session_json,
+            kind,
+            &data,
+            &self.head,
+        )
+        .map_err(|error| AuditError::Encode {
+            path: self.path.clone(),
+            seq,
+            error,
+        })?;
+        if self.buf.len() > MAX_RECORD_BYTES {
+            let len = self.buf.len();
+            self.buf.clear();
+            self.buf.shrink_to(KEEP_BUFFER);
+            return Err(AuditError::TooLong {
+                path: self.path.clone(),
+                seq,
+                len,
+                limit: MAX_RECORD_BYTES,
+            });
+        }
+        let written = self.file.write_all(&self.buf);
+        if self.buf.capacity() > KEEP_BUFFER {
+            self.buf.clear();
+            self.buf.shrink_to(KEEP_BUFFER);
+        }
+        if let Err(error) = written {
+            self.failed_at = Some(seq);
+            return Err(AuditError::Write {
+                path: self.path.clone(),
+                seq,
+                error,
+            });
+        }
+        self.next_seq = seq + 1;
+        self.head = hash;
+        self.sealed = kind == Kind::SessionEnd;
+        let sync_now = match self.fsync {
+            FsyncPolicy::Always => true,
+            FsyncPolicy::Batch => kind == Kind::SessionEnd,
+            FsyncPolicy::Never => false,
+        };
+        if sync_now {
+            self.sync_through(seq)?;
+        }
+        Ok(Appended { seq, hash })
+    }
+
+    /// Makes every record written so far durable (group commit under
+    /// [`FsyncPolicy::Batch`]). Does nothing if they already are, or under
+    /// [`FsyncPolicy::Never`].
+    pub fn sync(&mut self) -> Result<(), AuditError> {
+        if let Some(seq) = self.failed_at {
+            return Err(AuditError::Poisoned {
+                path: self.path.clone(),
+                seq,
+            });
+        }
+        if self.fsync == FsyncPolicy::Never {
+            return Ok(());
+        }
+        match self.next_seq.checked_sub(1) {
+            Some(last) if self.durable != Some(last) => self.sync_through(last),
+            _ => Ok(()),
+        }
+    }
+
+    fn sync_through(&mut self, seq: u64) -> Result<(), AuditError> {
+        match self.file.sync_data() {
+            Ok(()) => {
+                self.durable = Some(seq);
+                Ok(())
+            }
+            Err(error) => {
+                self.failed_at = Some(seq);
+                Err(AuditError::Sync {
+                    path: self.path.clone(),
+                    seq,
+                    error,
+                })
+            }
+        }
+    }
+
+    fn check_usable(&self) -> Result<(), AuditError> {
+        if let Some(seq) = self.failed_at {
+            return Err(AuditError::Poisoned {
+                path: self.path.clone(),
+                seq,
+            });
+        }
+        if self.sealed {
+            return Err(AuditError::Sealed {
+                path: self.path.clone(),
+                seq: self.next_seq.saturating_sub(1),
+            });
+        }
+        Ok(())
+    }
+
+    /// The highest seq known durable (its `fdatasync` returned), or `None`
+    /// if no record is. Under [`FsyncPolicy::Never`] always `None`.
+    pub fn durable_seq(&self) -> Option<u64> {
+        self.durable
+    }
+
+    /// The seq the next record will get (the number of records so far).
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// The hash of the last record ([`ChainHash::ZERO`] before the first).
+    pub fn head_hash(&self) -> ChainHash {
+        self.head
+    }
+
+    /// The session id every record carries.
+    pub fn session_id(&self) -> &str {
+        &self.session
+    }
+
+    /// The log file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The fsync policy in force.
+    pub fn fsync_policy(&self) -> FsyncPolicy {
+        self.fsync
+    }
+
+    /// Whether a `session-end` record was written.
+    pub fn is_sealed(&self) -> bool {
+        self.sealed
+    }
+
+    /// The underlying file (a test's recording fake, for instance).
+    pub fn file(&self) -> &F {
+        &self.file
+    }
+}
+
+fn json_type(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}

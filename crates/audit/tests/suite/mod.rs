@@ -1,0 +1,10 @@
+//! Test modules, and the helpers they share.
+
+mod bytes;
+mod common;
+mod docs;
+mod reopen;
+mod roundtrip;
+mod tamper;
+mod time;
+mod writer;
