@@ -29,7 +29,7 @@
 //! | `chmod`, `chown`, `chgrp` with `-R`/`--recursive` | write, destructive |
 //! | `curl` with `-d`, `--data*`, `--json`, `-F`, `--form*`, `-T`, `--upload-file`, or `-X`/`--request` with a method other than `GET`/`HEAD`/`OPTIONS`/`TRACE` | write (and destructive for `DELETE`) |
 //! | `wget` with `--post-data`, `--post-file`, `--body-data`, `--body-file`, or `--method` other than a read | write (and destructive for `DELETE`) |
-//! | `sh`, `bash`, `zsh`, `dash`, `ksh`, `mksh`, `ash`, `yash` with `-c` | opaque (a shell string is not parsed here) |
+//! | `sh`, `bash`, `zsh`, `dash`, `ksh`, `mksh`, `ash`, `yash`, except `--version`/`--help` | opaque (a `-c` string, a script or standard input is not parsed here) |
 //!
 //! Long options may be abbreviated, as GNU `getopt_long`, git and curl
 //! allow: any prefix of a listed long option counts as that option.
@@ -568,23 +568,12 @@ fn wget(args: &[String]) -> Labels {
     labels
 }
 
+/// A shell runs code this classifier does not read: a `-c` string, a
+/// script file, or commands on its standard input. Only `--version` and
+/// `--help` are known to run nothing.
 fn shell(args: &[String]) -> Labels {
-    let mut i = 0;
-    while let Some(a) = args.get(i) {
-        i += 1;
-        match a.as_str() {
-            "--" | "-" => break,
-            "-o" | "+o" | "-O" | "+O" | "--rcfile" | "--init-file" => i += 1,
-            _ if a.starts_with("--") => {}
-            _ if a.starts_with('-') || a.starts_with('+') => {
-                if a.starts_with('-') && a.contains('c') {
-                    return opaque();
-                }
-            }
-            _ => break,
-        }
-    }
-    Labels::EMPTY
+    let only_info = !args.is_empty() && args.iter().all(|a| a == "--version" || a == "--help");
+    if only_info { Labels::EMPTY } else { opaque() }
 }
 
 #[cfg(test)]
@@ -636,7 +625,9 @@ mod tests {
         assert_eq!(l("sh -c ls"), opaque());
         assert_eq!(l("bash -lc ls"), opaque());
         assert_eq!(l("bash -o pipefail -c ls"), opaque());
-        assert_eq!(l("bash script.sh -c"), Labels::EMPTY);
+        assert_eq!(l("bash script.sh"), opaque());
+        assert_eq!(l("bash"), opaque());
+        assert_eq!(l("bash --version"), Labels::EMPTY);
         assert_eq!(l("/usr/bin/env bash -c ls"), opaque());
     }
 }

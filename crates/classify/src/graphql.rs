@@ -200,7 +200,8 @@ pub enum Opaque {
     TooComplex,
 }
 
-/// What a GraphQL inspection found.
+/// What a GraphQL inspection found. `Calls` is never empty: every
+/// operation selects at least one field, and every fragment too.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum Inspection {
@@ -353,6 +354,11 @@ pub fn inspect_document(doc: &str) -> Inspection {
 /// - `extensions` is parsed as strict JSON, and `persistedQuery` in it is
 ///   handled as in [`inspect_body`];
 /// - a `query` that is not UTF-8 once decoded is [`Opaque::Syntax`].
+///
+/// The same function reads an `application/x-www-form-urlencoded` POST
+/// body. Some servers (`express-graphql`, `graphql-http`) read `query` from
+/// the URL of a POST before its body: a proxy must inspect both and keep
+/// every call.
 pub fn inspect_query_string(qs: &str) -> Option<Inspection> {
     if qs.len() > MAX_BODY {
         return Some(Inspection::opaque(Opaque::TooLarge));

@@ -4,12 +4,41 @@
 //! updates of a git push, and the labels of a command line.
 //!
 //! It owns the parsing of hostile, agent-controlled input into typed,
-//! bounded summaries. It must not do I/O: no files, no sockets, no clock.
-//! Every function here takes bytes or strings and returns a value; nothing
-//! panics on any input (each parser has a property test and a fuzz target).
+//! bounded summaries. It must not do I/O: no files, no sockets, no clock,
+//! no async runtime. Every function here takes bytes or strings and returns
+//! a value; nothing panics on any input (each parser has a property test and
+//! a fuzz target).
 //!
 //! Main types: [`Label`] and [`Labels`], [`graphql::Inspection`] with its
 //! [`graphql::Call`]s, [`git::RefUpdate`], [`http::MethodInfo`].
+//!
+//! # How a policy should read the results
+//!
+//! - A [`graphql::Inspection::Opaque`] (and the [`Label::Opaque`] label of
+//!   [`graphql::Inspection::labels`] or [`argv::argv_labels`]) means "could
+//!   not tell": give it the strictest verdict the host allows, never
+//!   `allow`.
+//! - GraphQL calls are listed for every operation of a document, whatever
+//!   `operationName` says; decide on each call and keep the strictest.
+//! - An empty label set from [`argv::argv_labels`] means "not one of the
+//!   commands this crate knows", not "harmless".
+//! - Labels are a help to manifests ("ask on destructive"), not a
+//!   substitute for allowlists: a word list cannot know every API.
+//!
+//! # Compatibility
+//!
+//! GraphQL documents are parsed with `graphql-parser` 0.4 (GraphQL October
+//! 2021 executable documents); the nesting prescan in [`graphql`] mirrors
+//! that version's tokenizer and must be checked when it is upgraded. Git
+//! pushes are read as protocol v0/v1 `git-receive-pack` requests (v2 has no
+//! push), with SHA-1 or SHA-256 object ids; signed pushes are refused.
+//!
+//! # Test strategy
+//!
+//! Unit tests sit next to each parser; `tests/all.rs` holds the acceptance
+//! cases through the public API, property tests that no parser panics on
+//! arbitrary input, and a run of every committed fuzz corpus file
+//! (`fuzz/corpus/*`) through the function its `cargo fuzz` target calls.
 #![forbid(unsafe_code)]
 
 pub mod argv;

@@ -206,6 +206,9 @@ fn shell_strings_are_opaque() {
         &["dash", "-ec", "ls"],
         &["sudo", "bash", "-c", "ls"],
         &["xargs", "sh", "-c", "ls"],
+        &["bash", "deploy.sh"],
+        &["sh"],
+        &["bash", "-s"],
     ] {
         assert_eq!(l(args), o, "{args:?}");
     }

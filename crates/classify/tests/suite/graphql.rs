@@ -451,6 +451,25 @@ fn bounds() {
     let batch: Vec<_> = (0..100).map(|_| json!({ "query": "{ me }" })).collect();
     assert_eq!(summary(&body(&json!(batch))), Err(Opaque::TooComplex));
 
+    // serde_json's own depth limit (128) holds, with or without our seeds.
+    let nested = format!(
+        "{{\"query\":\"{{ me }}\",\"variables\":{}1{}}}",
+        "{\"a\":".repeat(120),
+        "}".repeat(120)
+    );
+    assert_eq!(
+        summary(&inspect_body(nested.as_bytes())),
+        Ok(vec![call(OpType::Query, "me")])
+    );
+    let nested = format!(
+        "{{\"query\":\"{{ me }}\",\"extensions\":{}1{}}}",
+        "{\"a\":".repeat(120),
+        "}".repeat(120)
+    );
+    assert_eq!(
+        summary(&inspect_body(nested.as_bytes())),
+        Ok(vec![call(OpType::Query, "me")])
+    );
     let deep = format!("{}{}", "[".repeat(5000), "]".repeat(5000));
     assert!(matches!(
         summary(&inspect_body(deep.as_bytes())),
@@ -540,8 +559,26 @@ proptest! {
 
     #[test]
     fn inspect_document_never_panics(s in r##"[{}()\[\]"#\n.:$@!a-z \\]{0,200}"##) {
-        let _ = inspect_document(&s);
+        if let Inspection::Calls { calls } = inspect_document(&s) {
+            prop_assert!(!calls.is_empty());
+        }
         let _ = inspect_body(serde_json::json!({ "query": s }).to_string().as_bytes());
+    }
+
+    /// Documents made of GraphQL tokens parse often enough to reach the
+    /// fragment walk; whatever comes out lists only fields of the document.
+    #[test]
+    fn token_soup_documents(tokens in proptest::collection::vec(
+        "(query|mutation|subscription|fragment F on Q|fragment G on Q|\\{|\\}|\\.\\.\\.F|\\.\\.\\.G|\\.\\.\\. on Q|\\.\\.\\.|a|volumeDelete|x:|\\(id: 1\\)|@skip\\(if: true\\)|#c\n|\"s\")",
+        0..40,
+    )) {
+        let doc = tokens.join(" ");
+        if let Inspection::Calls { calls } = inspect_document(&doc) {
+            prop_assert!(!calls.is_empty());
+            for c in &calls {
+                prop_assert!(["a", "volumeDelete", "x", "query", "mutation", "subscription", "fragment", "on", "F", "G", "Q"].contains(&c.field.as_str()), "{}", c.field);
+            }
+        }
     }
 
     #[test]
