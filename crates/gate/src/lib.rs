@@ -159,7 +159,9 @@ impl Gate {
                     request_id: None,
                     verdict: Verdict::Deny,
                     rule: decision.rule,
-                    reason: format!("the decision could not be recorded, so the action is refused (I4): {e}"),
+                    reason: format!(
+                        "the decision could not be recorded, so the action is refused (I4): {e}"
+                    ),
                     subject: decision.subject,
                     approval: None,
                     summary: summarize(action),
@@ -184,7 +186,12 @@ impl Gate {
     }
 
     /// Records what became of a released action.
-    pub fn outcome(&self, release: &Release, outcome: &str, detail: Value) -> Result<(), GateError> {
+    pub fn outcome(
+        &self,
+        release: &Release,
+        outcome: &str,
+        detail: Value,
+    ) -> Result<(), GateError> {
         self.lock().append(
             Kind::Outcome,
             json!({"decision_seq": release.request_id, "outcome": outcome, "detail": detail}),

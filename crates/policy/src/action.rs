@@ -197,7 +197,10 @@ impl NetAction {
             method_overrides: info.overrides,
             path,
             query,
-            header_names: headers.iter().map(|(k, _)| k.to_ascii_lowercase()).collect(),
+            header_names: headers
+                .iter()
+                .map(|(k, _)| k.to_ascii_lowercase())
+                .collect(),
             body_digest: body.map(digest),
             graphql,
             git_push,
@@ -225,7 +228,8 @@ fn inspect_graphql(
     body: Option<&[u8]>,
 ) -> Option<Inspection> {
     if let Some(b) = body.filter(|b| !b.is_empty()) {
-        if content_type.is_some_and(|c| c.starts_with("application/graphql") && !c.contains("json")) {
+        if content_type.is_some_and(|c| c.starts_with("application/graphql") && !c.contains("json"))
+        {
             return Some(match std::str::from_utf8(b) {
                 Ok(doc) => graphql::inspect_document(doc),
                 Err(_) => Inspection::Opaque {

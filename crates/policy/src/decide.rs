@@ -299,7 +299,8 @@ impl NetMatcher {
             Some(Inspection::Calls { calls }) => calls,
             Some(Inspection::Opaque { .. }) | None => &[],
         };
-        let methods = std::iter::once(a.method.as_str()).chain(a.method_overrides.iter().map(String::as_str));
+        let methods =
+            std::iter::once(a.method.as_str()).chain(a.method_overrides.iter().map(String::as_str));
 
         // GraphQL the rules need to see but could not be read: the strictest
         // verdict the host's rules give, and never `allow`.
@@ -349,7 +350,11 @@ impl NetMatcher {
         self.default.decision(labels, subject)
     }
 
-    fn opaque<'m>(&self, a: &NetAction, methods: impl Iterator<Item = &'m str> + Clone) -> Decision {
+    fn opaque<'m>(
+        &self,
+        a: &NetAction,
+        methods: impl Iterator<Item = &'m str> + Clone,
+    ) -> Decision {
         let mut labels = a.labels;
         labels.insert(Label::Opaque);
         let mut strictest: Option<&NetRule> = None;
@@ -436,7 +441,9 @@ fn opaque_words(o: &blastwall_classify::graphql::Opaque) -> String {
         Opaque::NotJson(d) => format!("the body is not a GraphQL request ({d})"),
         Opaque::DuplicateKey(k) => format!("the body repeats the JSON key `{k}`"),
         Opaque::Syntax(d) => format!("the GraphQL document does not parse ({d})"),
-        Opaque::PersistedQuery => "a persisted-query hash with no document: the operation is unknown".into(),
+        Opaque::PersistedQuery => {
+            "a persisted-query hash with no document: the operation is unknown".into()
+        }
         Opaque::UnknownOperation(d) => format!("the operation to run is ambiguous ({d})"),
         Opaque::BadFragment(d) => format!("a fragment cannot be resolved ({d})"),
         Opaque::TooLarge => "the body is past the inspection bound".into(),
@@ -622,12 +629,20 @@ impl FsMatcher {
                 );
             }
         }
-        if let Some((_, m)) = self.write.iter().find(|(d, _)| p.starts_with(d)) {
-            return m.decision(write_labels, None);
+        // The most specific grant wins, so `~/.claude` read-write with
+        // `~/.claude/settings.json` read-only keeps the settings read-only.
+        let grant_w = most_specific(&self.write, p);
+        let grant_r = most_specific(&self.read, p);
+        if let Some((depth, m)) = grant_w {
+            if grant_r.is_none_or(|(rd, _)| rd < depth) {
+                return m.decision(write_labels, None);
+            }
         }
         if p.starts_with(&s.project_root) {
             return match (a.op, s.project_mode) {
-                (FsOp::Read, _) | (FsOp::Write, ProjectMode::Rw) => self.project.decision(write_labels, None),
+                (FsOp::Read, _) | (FsOp::Write, ProjectMode::Rw) => {
+                    self.project.decision(write_labels, None)
+                }
                 (FsOp::Write, ProjectMode::Overlay) => Decision {
                     reason: Arc::from(
                         "writes land in the session's overlay; they reach the project only through `blastwall commit`",
@@ -636,12 +651,14 @@ impl FsMatcher {
                 },
                 (FsOp::Write, ProjectMode::Ro) => Decision {
                     verdict: Verdict::Deny,
-                    reason: Arc::from("the project is mounted read-only (filesystem.project = \"ro\")"),
+                    reason: Arc::from(
+                        "the project is mounted read-only (filesystem.project = \"ro\")",
+                    ),
                     ..self.project.decision(write_labels, None)
                 },
             };
         }
-        if let Some((_, m)) = self.read.iter().find(|(d, _)| p.starts_with(d)) {
+        if let Some((_, m)) = grant_r {
             return match a.op {
                 FsOp::Read => m.decision(write_labels, None),
                 FsOp::Write => Decision {
@@ -680,6 +697,13 @@ impl FsMatcher {
     }
 }
 
+fn most_specific<'a>(list: &'a [(PathBuf, Meta)], p: &Path) -> Option<(usize, &'a Meta)> {
+    list.iter()
+        .filter(|(d, _)| p.starts_with(d))
+        .max_by_key(|(d, _)| d.components().count())
+        .map(|(d, m)| (d.components().count(), m))
+}
+
 /// A compiled manifest: the rules, ready for [`Policy::decide`], and the settings.
 #[derive(Debug, Clone)]
 pub struct Policy {
@@ -706,9 +730,10 @@ impl Policy {
     /// the proxy knows before it forwards.
     pub fn needs_body(&self, host: &HostName, port: u16, method: &str, path: &str) -> bool {
         (method == "POST" && path.ends_with("/git-receive-pack"))
-            || self.net.candidates(host).any(|r| {
-                r.graphql.is_some() && r.port_ok(port) && r.path_ok(path)
-            })
+            || self
+                .net
+                .candidates(host)
+                .any(|r| r.graphql.is_some() && r.port_ok(port) && r.path_ok(path))
     }
 
     /// The settings that are not rules.

@@ -138,7 +138,8 @@ impl<'s> Sink<'s> {
     pub(crate) fn finish(mut self) -> Vec<Diagnostic> {
         self.items
             .sort_by(|a, b| (a.0.start, a.1).cmp(&(b.0.start, b.1)));
-        self.items.dedup_by(|a, b| a.0.start == b.0.start && a.2 == b.2);
+        self.items
+            .dedup_by(|a, b| a.0.start == b.0.start && a.2 == b.2);
         self.items
             .into_iter()
             .map(|(span, severity, message)| {

@@ -36,7 +36,9 @@ impl HostName {
             return Ok(HostName::Ip(ip));
         }
         if trimmed.contains(':') {
-            return Err(format!("`{raw}` is not a host name (a port belongs elsewhere)"));
+            return Err(format!(
+                "`{raw}` is not a host name (a port belongs elsewhere)"
+            ));
         }
         match Host::parse(trimmed) {
             Ok(Host::Domain(d)) => {
@@ -165,7 +167,9 @@ mod tests {
         for ip in ["127.0.0.1", "0x7f.1", "2130706433", "0177.0.0.1", "127.1"] {
             assert_eq!(
                 HostName::parse(ip).ok(),
-                Some(HostName::Ip("127.0.0.1".parse().unwrap_or(IpAddr::from([0, 0, 0, 0])))),
+                Some(HostName::Ip(
+                    "127.0.0.1".parse().unwrap_or(IpAddr::from([0, 0, 0, 0]))
+                )),
                 "{ip}"
             );
         }

@@ -192,14 +192,21 @@ static EMPTY: std::sync::OnceLock<DeTable<'static>> = std::sync::OnceLock::new()
 
 impl<'a, 'i> Tbl<'a, 'i> {
     fn new(t: &'a DeTable<'i>, span: Range<usize>) -> Self {
-        Tbl { t, span, empty: false }
+        Tbl {
+            t,
+            span,
+            empty: false,
+        }
     }
 
     fn get(&self, k: &str) -> Option<&'a Val<'i>> {
         if self.empty {
             return None;
         }
-        self.t.iter().find(|(key, _)| key.get_ref() == k).map(|(_, v)| v)
+        self.t
+            .iter()
+            .find(|(key, _)| key.get_ref() == k)
+            .map(|(_, v)| v)
     }
 
     /// The span of a key (for messages about the whole entry).
@@ -361,9 +368,10 @@ impl Reader<'_, '_, '_> {
         let tests = self.tests(&root);
 
         let project_meta = Meta {
-            rule: fs
-                .key_span("project")
-                .map_or_else(|| self.builtin("filesystem.project"), |s| self.rule_ref("filesystem.project", &s)),
+            rule: fs.key_span("project").map_or_else(
+                || self.builtin("filesystem.project"),
+                |s| self.rule_ref("filesystem.project", &s),
+            ),
             reason: Arc::from("the project is visible inside"),
             verdict: Verdict::Allow,
         };
@@ -427,7 +435,8 @@ impl Reader<'_, '_, '_> {
         let mut seen: HashMap<PathBuf, Range<usize>> = HashMap::new();
         for (i, (p, span)) in t.strs(key).unwrap_or_default().into_iter().enumerate() {
             if p.is_empty() {
-                self.sink.error(span, format!("`filesystem.{key}[{i}]` is empty"));
+                self.sink
+                    .error(span, format!("`filesystem.{key}[{i}]` is empty"));
                 continue;
             }
             if p.starts_with('~') && p != "~" && !p.starts_with("~/") {
@@ -518,20 +527,30 @@ impl Reader<'_, '_, '_> {
         for rel in DEFAULT_HIDDEN_HOME {
             let p = format!("{}/{rel}", home.trim_end_matches('/'));
             if add(p, builtin.clone(), &mut b).is_err() {
-                self.sink.error(0..0, format!("home directory {home} cannot be used in a glob"));
+                self.sink.error(
+                    0..0,
+                    format!("home directory {home} cannot be used in a glob"),
+                );
             }
         }
         for rel in DEFAULT_HIDDEN_PROJECT {
             let p = format!("{}/{rel}", root.trim_end_matches('/'));
             if add(p, builtin.clone(), &mut b).is_err() {
-                self.sink.error(0..0, format!("project root {root} cannot be used in a glob"));
+                self.sink.error(
+                    0..0,
+                    format!("project root {root} cannot be used in a glob"),
+                );
             }
         }
         for (i, (raw, span)) in fs.strs("hide").unwrap_or_default().into_iter().enumerate() {
             let base = if raw == "~" || raw.starts_with("~/") || Path::new(raw).is_absolute() {
                 self.abs_path(raw).display().to_string()
             } else {
-                format!("{}/{}", root.trim_end_matches('/'), raw.trim_start_matches("./"))
+                format!(
+                    "{}/{}",
+                    root.trim_end_matches('/'),
+                    raw.trim_start_matches("./")
+                )
             };
             let meta = Meta {
                 rule: self.rule_ref(format!("filesystem.hide[{i}]"), &span),
@@ -539,7 +558,10 @@ impl Reader<'_, '_, '_> {
                 verdict: Verdict::Deny,
             };
             if let Err(e) = add(base, meta, &mut b) {
-                self.sink.error(span, format!("bad glob `{raw}` in `filesystem.hide[{i}]`: {e}"));
+                self.sink.error(
+                    span,
+                    format!("bad glob `{raw}` in `filesystem.hide[{i}]`: {e}"),
+                );
             }
         }
         match b.build() {
@@ -553,7 +575,14 @@ impl Reader<'_, '_, '_> {
 
     // ---- network -----------------------------------------------------
 
-    fn verdict_meta(&mut self, t: &Tbl<'_, '_>, key: &str, id: &str, default: Verdict, reason: &str) -> Meta {
+    fn verdict_meta(
+        &mut self,
+        t: &Tbl<'_, '_>,
+        key: &str,
+        id: &str,
+        default: Verdict,
+        reason: &str,
+    ) -> Meta {
         match verdict_of(t.str(key)) {
             Some((v, span)) => Meta {
                 rule: self.rule_ref(id.to_owned(), &span),
@@ -578,7 +607,9 @@ impl Reader<'_, '_, '_> {
         );
         let default = if default.verdict == Verdict::Ask {
             Meta {
-                reason: Arc::from("no network rule matches this request; the default asks a person"),
+                reason: Arc::from(
+                    "no network rule matches this request; the default asks a person",
+                ),
                 ..default
             }
         } else {
@@ -658,12 +689,15 @@ impl Reader<'_, '_, '_> {
             match HostPattern::parse(raw) {
                 Ok(p) => {
                     if out.contains(&p) {
-                        self.sink.error(span, format!("host `{raw}` is listed twice in `{path}`"));
+                        self.sink
+                            .error(span, format!("host `{raw}` is listed twice in `{path}`"));
                     } else {
                         out.push(p);
                     }
                 }
-                Err(e) => self.sink.error(span, format!("bad host pattern in `{path}`: {e}")),
+                Err(e) => self
+                    .sink
+                    .error(span, format!("bad host pattern in `{path}`: {e}")),
             }
         }
         out
@@ -672,8 +706,14 @@ impl Reader<'_, '_, '_> {
     fn net_rule(&mut self, t: &Tbl<'_, '_>, i: usize) -> Option<NetRule> {
         let id = format!("network.rule[{i}]");
         let hosts = self.host_patterns(t.strs("host").unwrap_or_default(), &format!("{id}.host"));
-        if t.get("host").is_some() && hosts.is_empty() && t.strs("host").is_some_and(|h| h.is_empty()) {
-            self.sink.error(t.span.clone(), format!("`{id}.host` is empty: a rule names at least one host"));
+        if t.get("host").is_some()
+            && hosts.is_empty()
+            && t.strs("host").is_some_and(|h| h.is_empty())
+        {
+            self.sink.error(
+                t.span.clone(),
+                format!("`{id}.host` is empty: a rule names at least one host"),
+            );
         }
         let ports = t.get("ports").and_then(|v| match v.get_ref() {
             DeValue::Array(items) => Some(
@@ -689,10 +729,14 @@ impl Reader<'_, '_, '_> {
                 .filter_map(|(m, span)| {
                     let up = m.to_ascii_uppercase();
                     if m == "*" {
-                        self.sink.error(span, format!("`{id}.methods`: leave `methods` out to match any method"));
+                        self.sink.error(
+                            span,
+                            format!("`{id}.methods`: leave `methods` out to match any method"),
+                        );
                         None
                     } else if !blastwall_classify::http::is_valid_method(m) {
-                        self.sink.error(span, format!("`{id}.methods`: `{m}` is not an HTTP method"));
+                        self.sink
+                            .error(span, format!("`{id}.methods`: `{m}` is not an HTTP method"));
                         None
                     } else {
                         Some(up)
@@ -706,7 +750,10 @@ impl Reader<'_, '_, '_> {
                 let mut raw = Vec::new();
                 for (p, span) in ps {
                     if !p.starts_with('/') && !p.starts_with('*') {
-                        self.sink.error(span, format!("bad glob `{p}` in `{id}.paths`: a path glob starts with `/`"));
+                        self.sink.error(
+                            span,
+                            format!("bad glob `{p}` in `{id}.paths`: a path glob starts with `/`"),
+                        );
                         continue;
                     }
                     match glob(p) {
@@ -714,13 +761,16 @@ impl Reader<'_, '_, '_> {
                             b.add(g);
                             raw.push(p.to_owned());
                         }
-                        Err(e) => self.sink.error(span, format!("bad glob `{p}` in `{id}.paths`: {e}")),
+                        Err(e) => self
+                            .sink
+                            .error(span, format!("bad glob `{p}` in `{id}.paths`: {e}")),
                     }
                 }
                 match b.build() {
                     Ok(set) => Some((set, raw)),
                     Err(e) => {
-                        self.sink.error(t.span.clone(), format!("`{id}.paths`: {e}"));
+                        self.sink
+                            .error(t.span.clone(), format!("`{id}.paths`: {e}"));
                         None
                     }
                 }
@@ -745,7 +795,10 @@ impl Reader<'_, '_, '_> {
                         if is_graphql_name(f) {
                             Some(f.to_owned())
                         } else {
-                            self.sink.error(span, format!("`{id}.graphql.fields`: `{f}` is not a GraphQL field name"));
+                            self.sink.error(
+                                span,
+                                format!("`{id}.graphql.fields`: `{f}` is not a GraphQL field name"),
+                            );
                             None
                         }
                     })
@@ -782,27 +835,51 @@ impl Reader<'_, '_, '_> {
     fn git(&mut self, g: &Tbl<'_, '_>) -> Option<GitRules> {
         let mut b = GlobSetBuilder::new();
         let protected = g.strs("protected");
-        let list = protected.clone().unwrap_or_else(|| vec![("main", 0..0), ("master", 0..0)]);
+        let list = protected
+            .clone()
+            .unwrap_or_else(|| vec![("main", 0..0), ("master", 0..0)]);
         for (p, span) in list {
             match glob(p) {
                 Ok(x) => {
                     b.add(x);
                 }
-                Err(e) => self.sink.error(span, format!("bad glob `{p}` in `network.git.protected`: {e}")),
+                Err(e) => self.sink.error(
+                    span,
+                    format!("bad glob `{p}` in `network.git.protected`: {e}"),
+                ),
             }
         }
         let protected = match b.build() {
             Ok(s) => s,
             Err(e) => {
-                self.sink.error(g.span.clone(), format!("`network.git.protected`: {e}"));
+                self.sink
+                    .error(g.span.clone(), format!("`network.git.protected`: {e}"));
                 return None;
             }
         };
         Some(GitRules {
             protected,
-            on_protected: self.verdict_meta(g, "on_protected", "network.git.on_protected", Verdict::Ask, "a push to a protected ref needs a person's yes"),
-            on_delete: self.verdict_meta(g, "on_delete", "network.git.on_delete", Verdict::Ask, "a ref deletion cannot be undone by the agent; it needs a person's yes"),
-            on_force: self.verdict_meta(g, "on_force", "network.git.on_force", Verdict::Ask, "a non-fast-forward push rewrites history; it needs a person's yes"),
+            on_protected: self.verdict_meta(
+                g,
+                "on_protected",
+                "network.git.on_protected",
+                Verdict::Ask,
+                "a push to a protected ref needs a person's yes",
+            ),
+            on_delete: self.verdict_meta(
+                g,
+                "on_delete",
+                "network.git.on_delete",
+                Verdict::Ask,
+                "a ref deletion cannot be undone by the agent; it needs a person's yes",
+            ),
+            on_force: self.verdict_meta(
+                g,
+                "on_force",
+                "network.git.on_force",
+                Verdict::Ask,
+                "a non-fast-forward push rewrites history; it needs a person's yes",
+            ),
         })
     }
 
@@ -810,31 +887,44 @@ impl Reader<'_, '_, '_> {
         let mut out: Vec<Resolve> = Vec::new();
         for (k, kspan, v) in r.map() {
             let Some((host, port)) = k.rsplit_once(':') else {
-                self.sink.error(kspan, format!("`network.resolve` key `{k}` must be `host:port`"));
+                self.sink.error(
+                    kspan,
+                    format!("`network.resolve` key `{k}` must be `host:port`"),
+                );
                 continue;
             };
             let host = match HostName::parse(host) {
                 Ok(HostName::Domain(d)) => HostName::Domain(d),
                 Ok(HostName::Ip(_)) => {
-                    self.sink.error(kspan, format!("`network.resolve` key `{k}`: an IP address needs no resolving"));
+                    self.sink.error(
+                        kspan,
+                        format!("`network.resolve` key `{k}`: an IP address needs no resolving"),
+                    );
                     continue;
                 }
                 Err(e) => {
-                    self.sink.error(kspan, format!("`network.resolve` key `{k}`: {e}"));
+                    self.sink
+                        .error(kspan, format!("`network.resolve` key `{k}`: {e}"));
                     continue;
                 }
             };
             let Ok(port) = port.parse::<u16>() else {
-                self.sink.error(kspan, format!("`network.resolve` key `{k}`: `{port}` is not a port"));
+                self.sink.error(
+                    kspan,
+                    format!("`network.resolve` key `{k}`: `{port}` is not a port"),
+                );
                 continue;
             };
-            let DeValue::String(addr) = v.get_ref() else { continue };
+            let DeValue::String(addr) = v.get_ref() else {
+                continue;
+            };
             let Ok(addr) = addr.parse::<SocketAddr>() else {
                 self.sink.error(v.span(), format!("`network.resolve.\"{k}\"` must be an address with a port (`127.0.0.1:8443`), found `{addr}`"));
                 continue;
             };
             if out.iter().any(|x| x.host == host && x.port == port) {
-                self.sink.error(kspan, format!("`network.resolve`: `{k}` is given twice"));
+                self.sink
+                    .error(kspan, format!("`network.resolve`: `{k}` is given twice"));
                 continue;
             }
             out.push(Resolve { host, port, addr });
@@ -849,41 +939,71 @@ impl Reader<'_, '_, '_> {
         let mut envs: HashMap<String, Range<usize>> = HashMap::new();
         for (i, t) in root.tables("credential").into_iter().enumerate() {
             let id = format!("credential[{i}]");
-            let Some((name, nspan)) = t.str("name") else { continue };
-            if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') || name.is_empty() {
-                self.sink.error(nspan.clone(), format!("`{id}.name` `{name}` must be letters, digits, `-` or `_`"));
+            let Some((name, nspan)) = t.str("name") else {
+                continue;
+            };
+            if !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+                || name.is_empty()
+            {
+                self.sink.error(
+                    nspan.clone(),
+                    format!("`{id}.name` `{name}` must be letters, digits, `-` or `_`"),
+                );
             }
             if out.iter().any(|c| c.name == name) {
-                self.sink.error(nspan.clone(), format!("credential `{name}` is declared twice"));
+                self.sink.error(
+                    nspan.clone(),
+                    format!("credential `{name}` is declared twice"),
+                );
                 continue;
             }
-            let env = t.str("env").map_or_else(|| name.to_ascii_uppercase().replace('-', "_"), |(e, _)| e.to_owned());
+            let env = t.str("env").map_or_else(
+                || name.to_ascii_uppercase().replace('-', "_"),
+                |(e, _)| e.to_owned(),
+            );
             let espan = t.str("env").map_or(nspan.clone(), |(_, s)| s);
             if !is_env_name(&env) {
-                self.sink.error(espan.clone(), format!("`{id}.env` `{env}` is not a valid variable name"));
+                self.sink.error(
+                    espan.clone(),
+                    format!("`{id}.env` `{env}` is not a valid variable name"),
+                );
             }
             if let Some(prev) = envs.get(&env) {
                 let (l, c) = self.source.line_col(prev.start);
                 self.sink.error(espan.clone(), format!("variable `{env}` already holds another credential's placeholder (at {l}:{c})"));
             }
             envs.insert(env.clone(), espan);
-            let hosts = self.host_patterns(t.strs("hosts").unwrap_or_default(), &format!("{id}.hosts"));
+            let hosts =
+                self.host_patterns(t.strs("hosts").unwrap_or_default(), &format!("{id}.hosts"));
             let placement = match (t.str("query"), t.str("header")) {
                 (Some((q, _)), None) => Placement::Query { name: q.to_owned() },
                 (Some((_, qspan)), Some(_)) => {
-                    self.sink.error(qspan, format!("`{id}`: give `header` or `query`, not both"));
-                    Placement::Query { name: String::new() }
+                    self.sink
+                        .error(qspan, format!("`{id}`: give `header` or `query`, not both"));
+                    Placement::Query {
+                        name: String::new(),
+                    }
                 }
                 (None, h) => {
                     let name = h.map_or("Authorization", |(h, _)| h).to_owned();
                     let prefix = t.str("prefix").map_or_else(
-                        || if name.eq_ignore_ascii_case("authorization") { "Bearer ".to_owned() } else { String::new() },
+                        || {
+                            if name.eq_ignore_ascii_case("authorization") {
+                                "Bearer ".to_owned()
+                            } else {
+                                String::new()
+                            }
+                        },
                         |(p, _)| p.to_owned(),
                     );
                     Placement::Header { name, prefix }
                 }
             };
-            let ttl = t.str("ttl").and_then(|(s, span)| self.duration(s, span, &format!("{id}.ttl")));
+            let ttl = t
+                .str("ttl")
+                .and_then(|(s, span)| self.duration(s, span, &format!("{id}.ttl")));
             let source = match (self.cx.origin, t.str("source")) {
                 (Origin::Project, Some((_, span))) => {
                     self.sink.error(
@@ -893,13 +1013,19 @@ impl Reader<'_, '_, '_> {
                     None
                 }
                 (Origin::User, Some((s, span))) => {
-                    if !["store:", "env:", "file:", "command:"].iter().any(|p| s.starts_with(p)) {
+                    if !["store:", "env:", "file:", "command:"]
+                        .iter()
+                        .any(|p| s.starts_with(p))
+                    {
                         self.sink.error(span, format!("`{id}.source` `{s}` must start with store:, env:, file: or command:"));
                     }
                     Some(s.to_owned())
                 }
                 (Origin::User, None) => {
-                    self.sink.error(t.span.clone(), format!("`{id}`: a credential in your own config needs a `source`"));
+                    self.sink.error(
+                        t.span.clone(),
+                        format!("`{id}`: a credential in your own config needs a `source`"),
+                    );
                     None
                 }
                 (Origin::Project, None) => None,
@@ -927,7 +1053,10 @@ impl Reader<'_, '_, '_> {
                 }
             }
             for h in &hosts {
-                let named = net.rules.iter().any(|r| r.hosts.iter().any(|rh| h.within(rh) || rh.within(h)));
+                let named = net
+                    .rules
+                    .iter()
+                    .any(|r| r.hosts.iter().any(|rh| h.within(rh) || rh.within(h)));
                 if !named && self.cx.origin == Origin::Project {
                     self.sink.warn(
                         t.span.clone(),
@@ -935,7 +1064,14 @@ impl Reader<'_, '_, '_> {
                     );
                 }
             }
-            out.push(Credential { name: name.to_owned(), env, hosts, placement, ttl, source });
+            out.push(Credential {
+                name: name.to_owned(),
+                env,
+                hosts,
+                placement,
+                ttl,
+                source,
+            });
         }
         out
     }
@@ -943,7 +1079,13 @@ impl Reader<'_, '_, '_> {
     // ---- exec --------------------------------------------------------
 
     fn exec(&mut self, e: &Tbl<'_, '_>) -> Option<ExecMatcher> {
-        let default = self.verdict_meta(e, "default", "exec.default", Verdict::Allow, "no exec rule matches this command");
+        let default = self.verdict_meta(
+            e,
+            "default",
+            "exec.default",
+            Verdict::Allow,
+            "no exec rule matches this command",
+        );
         let mut rules = Vec::new();
         for (i, t) in e.tables("rule").into_iter().enumerate() {
             let id = format!("exec.rule[{i}]");
@@ -959,13 +1101,16 @@ impl Reader<'_, '_, '_> {
                             Ok(g) => {
                                 by_base.add(g);
                             }
-                            Err(err) => self.sink.error(span, format!("bad glob `{p}` in `{id}.program`: {err}")),
+                            Err(err) => self
+                                .sink
+                                .error(span, format!("bad glob `{p}` in `{id}.program`: {err}")),
                         }
                     }
                     match (by_base.build(), by_path.build()) {
                         (Ok(a), Ok(b)) => Some((a, b)),
                         (Err(err), _) | (_, Err(err)) => {
-                            self.sink.error(t.span.clone(), format!("`{id}.program`: {err}"));
+                            self.sink
+                                .error(t.span.clone(), format!("`{id}.program`: {err}"));
                             None
                         }
                     }
@@ -976,24 +1121,34 @@ impl Reader<'_, '_, '_> {
             for (a, span) in t.strs("args").unwrap_or_default() {
                 match GlobBuilder::new(a).build() {
                     Ok(g) => args.push(g.compile_matcher()),
-                    Err(err) => self.sink.error(span, format!("bad glob `{a}` in `{id}.args`: {err}")),
+                    Err(err) => self
+                        .sink
+                        .error(span, format!("bad glob `{a}` in `{id}.args`: {err}")),
                 }
             }
             let labels = t.strs("labels").map(|ls| labels_of(&ls));
             if program.is_none() && args.is_empty() && labels.is_none() {
                 self.sink.error(t.span.clone(), format!("`{id}` has no condition (program, args or labels): it would match every command; use `exec.default`"));
             }
-            let Some((verdict, _)) = verdict_of(t.str("verdict")) else { continue };
+            let Some((verdict, _)) = verdict_of(t.str("verdict")) else {
+                continue;
+            };
             let reason = t.str("reason").map_or_else(
-                || Arc::from(match verdict {
-                    Verdict::Allow => "allowed by the manifest",
-                    Verdict::Ask => "needs a person's yes",
-                    Verdict::Deny => "denied by the manifest",
-                }),
+                || {
+                    Arc::from(match verdict {
+                        Verdict::Allow => "allowed by the manifest",
+                        Verdict::Ask => "needs a person's yes",
+                        Verdict::Deny => "denied by the manifest",
+                    })
+                },
                 |(r, _)| Arc::from(r),
             );
             rules.push(ExecRule {
-                meta: Meta { rule: self.rule_ref(id, &t.span), reason, verdict },
+                meta: Meta {
+                    rule: self.rule_ref(id, &t.span),
+                    reason,
+                    verdict,
+                },
                 program,
                 args,
                 labels,
@@ -1028,11 +1183,13 @@ impl Reader<'_, '_, '_> {
         let timeout = match a.str("timeout") {
             Some((s, span)) => match self.duration(s, span.clone(), "approval.timeout") {
                 Some(d) if d > Duration::from_secs(24 * 3600) => {
-                    self.sink.error(span, "`approval.timeout` is at most 24h".to_owned());
+                    self.sink
+                        .error(span, "`approval.timeout` is at most 24h".to_owned());
                     d
                 }
                 Some(d) if d.is_zero() => {
-                    self.sink.error(span, "`approval.timeout` must be longer than 0s".to_owned());
+                    self.sink
+                        .error(span, "`approval.timeout` must be longer than 0s".to_owned());
                     d
                 }
                 Some(d) => d,
@@ -1049,13 +1206,20 @@ impl Reader<'_, '_, '_> {
             self.check_url(u, span, "approval.webhook.url");
             Webhook {
                 url: u.to_owned(),
-                format: webhook_t.str("format").map_or("json", |(f, _)| f).to_owned(),
+                format: webhook_t
+                    .str("format")
+                    .map_or("json", |(f, _)| f)
+                    .to_owned(),
             }
         });
         let non_interactive = match a.str("non_interactive") {
             Some(("webhook", span)) => {
                 if webhook.is_none() {
-                    self.sink.error(span, "`approval.non_interactive = \"webhook\"` needs `[approval.webhook]`".to_owned());
+                    self.sink.error(
+                        span,
+                        "`approval.non_interactive = \"webhook\"` needs `[approval.webhook]`"
+                            .to_owned(),
+                    );
                 }
                 NonInteractive::Webhook
             }
@@ -1063,17 +1227,30 @@ impl Reader<'_, '_, '_> {
         };
         if channels.iter().any(|c| c == "webhook") && webhook.is_none() {
             if let Some(span) = a.key_span("channels") {
-                self.sink.error(span, "the `webhook` channel needs `[approval.webhook]` with a `url`".to_owned());
+                self.sink.error(
+                    span,
+                    "the `webhook` channel needs `[approval.webhook]` with a `url`".to_owned(),
+                );
             }
         }
-        ApprovalSettings { timeout, channels, non_interactive, webhook }
+        ApprovalSettings {
+            timeout,
+            channels,
+            non_interactive,
+            webhook,
+        }
     }
 
     fn check_url(&mut self, u: &str, span: Range<usize>, what: &str) {
         match url::Url::parse(u) {
             Ok(p) if p.scheme() == "https" || p.scheme() == "http" => {}
-            Ok(p) => self.sink.error(span, format!("`{what}`: scheme `{}` is not http or https", p.scheme())),
-            Err(e) => self.sink.error(span, format!("`{what}`: bad url `{u}`: {e}")),
+            Ok(p) => self.sink.error(
+                span,
+                format!("`{what}`: scheme `{}` is not http or https", p.scheme()),
+            ),
+            Err(e) => self
+                .sink
+                .error(span, format!("`{what}`: bad url `{u}`: {e}")),
         }
     }
 
@@ -1094,11 +1271,19 @@ impl Reader<'_, '_, '_> {
             };
             for (k, kspan, _) in s.map() {
                 if !allowed.contains(&k) {
-                    self.sink.error(kspan, format!("`{id}.{k}` does not apply to a `{}` sink", kind.unwrap_or_default()));
+                    self.sink.error(
+                        kspan,
+                        format!(
+                            "`{id}.{k}` does not apply to a `{}` sink",
+                            kind.unwrap_or_default()
+                        ),
+                    );
                 }
             }
             match kind {
-                Some("file") => sinks.push(AuditSink::File { path: s.str("path").map(|(p, _)| self.abs_path(p)) }),
+                Some("file") => sinks.push(AuditSink::File {
+                    path: s.str("path").map(|(p, _)| self.abs_path(p)),
+                }),
                 Some("otlp") => match s.str("endpoint") {
                     Some((e, span)) => {
                         self.check_url(e, span, &format!("{id}.endpoint"));
@@ -1107,21 +1292,30 @@ impl Reader<'_, '_, '_> {
                             signal: s.str("signal").map_or("logs", |(x, _)| x).to_owned(),
                         });
                     }
-                    None => self.sink.error(s.span.clone(), format!("`{id}`: an otlp sink needs `endpoint`")),
+                    None => self.sink.error(
+                        s.span.clone(),
+                        format!("`{id}`: an otlp sink needs `endpoint`"),
+                    ),
                 },
                 Some(_) => match s.str("url") {
                     Some((u, span)) => {
                         self.check_url(u, span, &format!("{id}.url"));
                         sinks.push(AuditSink::Webhook { url: u.to_owned() });
                     }
-                    None => self.sink.error(s.span.clone(), format!("`{id}`: a webhook sink needs `url`")),
+                    None => self.sink.error(
+                        s.span.clone(),
+                        format!("`{id}`: a webhook sink needs `url`"),
+                    ),
                 },
                 None => {}
             }
         }
         let al = a.table("alerts");
         let burst = al.table("deny_burst");
-        let deny_burst_count = burst.int("count").and_then(|n| u32::try_from(n).ok()).unwrap_or(10);
+        let deny_burst_count = burst
+            .int("count")
+            .and_then(|n| u32::try_from(n).ok())
+            .unwrap_or(10);
         let deny_burst_window = burst
             .str("window")
             .and_then(|(s, span)| self.duration(s, span, "audit.alerts.deny_burst.window"))
@@ -1143,10 +1337,21 @@ impl Reader<'_, '_, '_> {
     fn limits(&mut self, l: &Tbl<'_, '_>) -> Limits {
         const GIB: u64 = 1 << 30;
         Limits {
-            memory: l.str("memory").and_then(|(s, span)| self.size(s, span, "limits.memory")).unwrap_or(4 * GIB),
-            pids: l.int("pids").and_then(|n| u64::try_from(n).ok()).unwrap_or(1024),
-            cpu: l.str("cpu").and_then(|(s, span)| self.duration(s, span, "limits.cpu")),
-            overlay: l.str("overlay").and_then(|(s, span)| self.size(s, span, "limits.overlay")).unwrap_or(10 * GIB),
+            memory: l
+                .str("memory")
+                .and_then(|(s, span)| self.size(s, span, "limits.memory"))
+                .unwrap_or(4 * GIB),
+            pids: l
+                .int("pids")
+                .and_then(|n| u64::try_from(n).ok())
+                .unwrap_or(1024),
+            cpu: l
+                .str("cpu")
+                .and_then(|(s, span)| self.duration(s, span, "limits.cpu")),
+            overlay: l
+                .str("overlay")
+                .and_then(|(s, span)| self.size(s, span, "limits.overlay"))
+                .unwrap_or(10 * GIB),
         }
     }
 
@@ -1154,14 +1359,16 @@ impl Reader<'_, '_, '_> {
         let mut out = Vec::new();
         for (name, span) in env.strs("pass").unwrap_or_default() {
             if !is_env_name(name) {
-                self.sink.error(span, format!("`env.pass`: `{name}` is not a variable name"));
+                self.sink
+                    .error(span, format!("`env.pass`: `{name}` is not a variable name"));
                 continue;
             }
             out.push(name.to_owned());
         }
         for (k, span, _) in env.table("set").map() {
             if !is_env_name(k) {
-                self.sink.error(span, format!("`env.set`: `{k}` is not a variable name"));
+                self.sink
+                    .error(span, format!("`env.set`: `{k}` is not a variable name"));
             }
         }
         out
@@ -1173,27 +1380,49 @@ impl Reader<'_, '_, '_> {
         let mut out = Vec::new();
         for (i, t) in root.tables("test").into_iter().enumerate() {
             let id = format!("test[{i}]");
-            let present: Vec<&str> = ["net", "exec", "fs"].into_iter().filter(|k| t.get(k).is_some()).collect();
+            let present: Vec<&str> = ["net", "exec", "fs"]
+                .into_iter()
+                .filter(|k| t.get(k).is_some())
+                .collect();
             if present.len() != 1 {
                 self.sink.error(
                     t.span.clone(),
-                    format!("`{id}` needs exactly one of `net`, `exec` or `fs` (found {})", if present.is_empty() { "none".to_owned() } else { present.join(", ") }),
+                    format!(
+                        "`{id}` needs exactly one of `net`, `exec` or `fs` (found {})",
+                        if present.is_empty() {
+                            "none".to_owned()
+                        } else {
+                            present.join(", ")
+                        }
+                    ),
                 );
                 continue;
             }
             let action = match present.first().copied() {
                 Some("net") => {
                     let n = t.table("net");
-                    let Some((url, uspan)) = n.str("url") else { continue };
+                    let Some((url, uspan)) = n.str("url") else {
+                        continue;
+                    };
                     if let Err(e) = url::Url::parse(url) {
-                        self.sink.error(uspan, format!("`{id}.net.url`: bad url `{url}`: {e}"));
+                        self.sink
+                            .error(uspan, format!("`{id}.net.url`: bad url `{url}`: {e}"));
                     }
-                    let headers: Vec<String> = n.strs("headers").unwrap_or_default().into_iter().map(|(h, _)| h.to_owned()).collect();
+                    let headers: Vec<String> = n
+                        .strs("headers")
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|(h, _)| h.to_owned())
+                        .collect();
                     if let Err(e) = crate::action::parse_header_lines(&headers) {
-                        self.sink.error(n.span.clone(), format!("`{id}.net.headers`: {e}"));
+                        self.sink
+                            .error(n.span.clone(), format!("`{id}.net.headers`: {e}"));
                     }
                     if let (Some(_), Some((_, span))) = (n.get("body"), n.str("body_file")) {
-                        self.sink.error(span, format!("`{id}.net`: give `body` or `body_file`, not both"));
+                        self.sink.error(
+                            span,
+                            format!("`{id}.net`: give `body` or `body_file`, not both"),
+                        );
                     }
                     TestAction::Net {
                         method: n.str("method").map_or("GET", |(m, _)| m).to_owned(),
@@ -1201,26 +1430,41 @@ impl Reader<'_, '_, '_> {
                         headers,
                         body: n.str("body").map(|(b, _)| b.to_owned()),
                         body_file: n.str("body_file").map(|(p, _)| {
-                            if Path::new(p).is_absolute() { PathBuf::from(p) } else { self.cx.project_root.join(p) }
+                            if Path::new(p).is_absolute() {
+                                PathBuf::from(p)
+                            } else {
+                                self.cx.project_root.join(p)
+                            }
                         }),
                     }
                 }
                 Some("exec") => {
-                    let argv: Vec<String> = t.strs("exec").unwrap_or_default().into_iter().map(|(a, _)| a.to_owned()).collect();
+                    let argv: Vec<String> = t
+                        .strs("exec")
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|(a, _)| a.to_owned())
+                        .collect();
                     if argv.is_empty() {
-                        self.sink.error(t.span.clone(), format!("`{id}.exec` is empty"));
+                        self.sink
+                            .error(t.span.clone(), format!("`{id}.exec` is empty"));
                         continue;
                     }
                     TestAction::Exec { argv }
                 }
                 Some(_) | None => {
                     let f = t.table("fs");
-                    let Some((p, _)) = f.str("path") else { continue };
+                    let Some((p, _)) = f.str("path") else {
+                        continue;
+                    };
                     let op = match f.str("op").map(|(o, _)| o) {
                         Some("write") => crate::action::FsOp::Write,
                         Some(_) | None => crate::action::FsOp::Read,
                     };
-                    TestAction::Fs { op, path: self.abs_path(p) }
+                    TestAction::Fs {
+                        op,
+                        path: self.abs_path(p),
+                    }
                 }
             };
             let expect = t
@@ -1250,13 +1494,15 @@ fn labels_of(ls: &[(&str, Range<usize>)]) -> Labels {
 
 fn is_env_name(s: &str) -> bool {
     let mut c = s.chars();
-    c.next().is_some_and(|f| f.is_ascii_alphabetic() || f == '_')
+    c.next()
+        .is_some_and(|f| f.is_ascii_alphabetic() || f == '_')
         && c.all(|x| x.is_ascii_alphanumeric() || x == '_')
 }
 
 fn is_graphql_name(s: &str) -> bool {
     let mut c = s.chars();
-    c.next().is_some_and(|f| f.is_ascii_alphabetic() || f == '_')
+    c.next()
+        .is_some_and(|f| f.is_ascii_alphabetic() || f == '_')
         && c.all(|x| x.is_ascii_alphanumeric() || x == '_')
 }
 
@@ -1321,15 +1567,26 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
             'm' => 60,
             'h' => 3600,
             'd' => 86_400,
-            _ => return Err(format!("bad duration `{s}`: expected a number and a unit (s, m, h, d), e.g. `5m`")),
+            _ => {
+                return Err(format!(
+                    "bad duration `{s}`: expected a number and a unit (s, m, h, d), e.g. `5m`"
+                ));
+            }
         };
-        let n: u64 = num.parse().map_err(|_| format!("bad duration `{s}`: expected a number before `{ch}`"))?;
-        total = n.checked_mul(mult).and_then(|x| total.checked_add(x)).ok_or_else(|| format!("duration `{s}` is too long"))?;
+        let n: u64 = num
+            .parse()
+            .map_err(|_| format!("bad duration `{s}`: expected a number before `{ch}`"))?;
+        total = n
+            .checked_mul(mult)
+            .and_then(|x| total.checked_add(x))
+            .ok_or_else(|| format!("duration `{s}` is too long"))?;
         num.clear();
         any = true;
     }
     if !num.is_empty() || !any {
-        return Err(format!("bad duration `{s}`: expected a number and a unit (s, m, h, d), e.g. `5m`"));
+        return Err(format!(
+            "bad duration `{s}`: expected a number and a unit (s, m, h, d), e.g. `5m`"
+        ));
     }
     Ok(Duration::from_secs(total))
 }
@@ -1339,7 +1596,9 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     let t = s.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (n, unit) = t.split_at(split);
-    let n: u64 = n.parse().map_err(|_| format!("bad size `{s}`: expected a number and a unit, e.g. `4GiB`"))?;
+    let n: u64 = n
+        .parse()
+        .map_err(|_| format!("bad size `{s}`: expected a number and a unit, e.g. `4GiB`"))?;
     let mult: u64 = match unit.trim() {
         "" | "B" => 1,
         "K" | "KiB" => 1 << 10,
@@ -1350,7 +1609,12 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         "MB" => 1_000_000,
         "GB" => 1_000_000_000,
         "TB" => 1_000_000_000_000,
-        u => return Err(format!("bad size `{s}`: unknown unit `{u}` (B, KiB, MiB, GiB, TiB, KB, MB, GB, TB)")),
+        u => {
+            return Err(format!(
+                "bad size `{s}`: unknown unit `{u}` (B, KiB, MiB, GiB, TiB, KB, MB, GB, TB)"
+            ));
+        }
     };
-    n.checked_mul(mult).ok_or_else(|| format!("size `{s}` is too large"))
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("size `{s}` is too large"))
 }

@@ -407,7 +407,11 @@ static ALERTS: TableSchema = TableSchema {
             Ty::Bool,
             "Alert on any ask labelled destructive. Default true.",
         ),
-        opt("deny_burst", Ty::Table(&BURST), "Alert on N denials within a window. Default 10 in 60s."),
+        opt(
+            "deny_burst",
+            Ty::Table(&BURST),
+            "Alert on N denials within a window. Default 10 in 60s.",
+        ),
     ],
 };
 
@@ -440,11 +444,7 @@ static LIMITS: TableSchema = TableSchema {
             },
             "Processes and threads. Default 1024.",
         ),
-        opt(
-            "cpu",
-            Ty::Str,
-            "CPU time (`2h`). Default none.",
-        ),
+        opt("cpu", Ty::Str, "CPU time (`2h`). Default none."),
         opt(
             "overlay",
             Ty::Str,
@@ -493,7 +493,11 @@ static TEST_FS: TableSchema = TableSchema {
     doc: "A file access.",
     fields: &[
         req("op", Ty::Enum(FS_OPS), "`read` or `write`."),
-        req("path", Ty::Str, "The path (`~/` and project-relative allowed)."),
+        req(
+            "path",
+            Ty::Str,
+            "The path (`~/` and project-relative allowed).",
+        ),
     ],
 };
 
@@ -610,6 +614,8 @@ fn ty_schema(ty: &Ty) -> Value {
         Ty::Table(t) => table_schema(t),
         Ty::Tables(t) => json!({"type": "array", "items": table_schema(t)}),
         Ty::Map(v) => json!({"type": "object", "additionalProperties": ty_schema(v)}),
-        Ty::Reserved(what) => json!({"not": {}, "description": format!("reserved: {what} are not yet supported")}),
+        Ty::Reserved(what) => {
+            json!({"not": {}, "description": format!("reserved: {what} are not yet supported")})
+        }
     }
 }

@@ -235,4 +235,6 @@ pub const DEFAULT_HIDDEN_HOME: &[&str] = &[
 pub const DEFAULT_HIDDEN_PROJECT: &[&str] = &["**/.env*"];
 
 /// The environment variables always passed in (when set on the host).
-pub const ENV_ALWAYS: &[&str] = &["PATH", "TERM", "LANG", "LC_*", "TZ", "HOME", "USER", "SHELL"];
+pub const ENV_ALWAYS: &[&str] = &[
+    "PATH", "TERM", "LANG", "LC_*", "TZ", "HOME", "USER", "SHELL",
+];

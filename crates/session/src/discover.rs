@@ -36,7 +36,10 @@ mod tests {
         std::fs::create_dir_all(repo.join(".git"))?;
         std::fs::create_dir_all(repo.join("src/deep"))?;
         // Above the git root: not found.
-        assert_eq!(find_manifest(&repo.join("src/deep"), Path::new("/nonexistent")), None);
+        assert_eq!(
+            find_manifest(&repo.join("src/deep"), Path::new("/nonexistent")),
+            None
+        );
         std::fs::write(repo.join(MANIFEST_NAME), "version = 1\n")?;
         assert_eq!(
             find_manifest(&repo.join("src/deep"), Path::new("/nonexistent")),

@@ -27,7 +27,9 @@ impl Env {
 
     /// The user's home directory (`/` when `HOME` is unset).
     pub fn home_dir(&self) -> PathBuf {
-        self.home.as_ref().map_or_else(|| PathBuf::from("/"), PathBuf::from)
+        self.home
+            .as_ref()
+            .map_or_else(|| PathBuf::from("/"), PathBuf::from)
     }
 }
 
@@ -49,7 +51,12 @@ impl Home {
             .blastwall_home
             .as_ref()
             .and_then(abs)
-            .or_else(|| env.xdg_data_home.as_ref().and_then(abs).map(|p| p.join("blastwall")))
+            .or_else(|| {
+                env.xdg_data_home
+                    .as_ref()
+                    .and_then(abs)
+                    .map(|p| p.join("blastwall"))
+            })
             .unwrap_or_else(|| env.home_dir().join(".local/share/blastwall"));
         Home { root }
     }
@@ -82,6 +89,9 @@ impl Home {
     /// Creates the directory (0700) if it is missing.
     pub fn ensure(&self) -> std::io::Result<()> {
         use std::os::unix::fs::DirBuilderExt;
-        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&self.root)
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&self.root)
     }
 }

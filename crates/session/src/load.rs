@@ -58,13 +58,17 @@ pub enum LoadError {
         diagnostics: Vec<Diagnostic>,
     },
     /// The manifest was never trusted.
-    #[error("{path} is not trusted: a manifest in a repository is untrusted input until you have read it; review it, then run `blastwall trust {path}`")]
+    #[error(
+        "{path} is not trusted: a manifest in a repository is untrusted input until you have read it; review it, then run `blastwall trust {path}`"
+    )]
     Untrusted {
         /// The manifest.
         path: PathBuf,
     },
     /// The manifest changed since it was trusted.
-    #[error("{path} changed since you trusted it (trusted sha256 {trusted}); review the change, then run `blastwall trust {path}`")]
+    #[error(
+        "{path} changed since you trusted it (trusted sha256 {trusted}); review the change, then run `blastwall trust {path}`"
+    )]
     Changed {
         /// The manifest.
         path: PathBuf,
@@ -77,7 +81,12 @@ pub enum LoadError {
 }
 
 /// Loads the manifest at `path` for `purpose`.
-pub fn load_manifest(path: &Path, env: &Env, home: &Home, purpose: Purpose) -> Result<LoadedManifest, LoadError> {
+pub fn load_manifest(
+    path: &Path,
+    env: &Env,
+    home: &Home,
+    purpose: Purpose,
+) -> Result<LoadedManifest, LoadError> {
     let canonical = std::fs::canonicalize(path).map_err(|source| LoadError::Read {
         path: path.to_path_buf(),
         source,
@@ -103,17 +112,20 @@ pub fn load_manifest(path: &Path, env: &Env, home: &Home, purpose: Purpose) -> R
     let (grants, user_config) = read_user_grants(home, &home_dir)?;
     let text = String::from_utf8_lossy(&bytes).into_owned();
     let source = Source::new(path.display().to_string(), text);
-    let project_root = canonical.parent().map_or_else(|| PathBuf::from("/"), Path::to_path_buf);
+    let project_root = canonical
+        .parent()
+        .map_or_else(|| PathBuf::from("/"), Path::to_path_buf);
     let cx = Context {
         origin: Origin::Project,
         project_root,
         home: home_dir,
         user: grants.as_ref(),
     };
-    let loaded = blastwall_policy::load(&source, &cx).map_err(|diagnostics| LoadError::Invalid {
-        path: path.to_path_buf(),
-        diagnostics,
-    })?;
+    let loaded =
+        blastwall_policy::load(&source, &cx).map_err(|diagnostics| LoadError::Invalid {
+            path: path.to_path_buf(),
+            diagnostics,
+        })?;
     Ok(LoadedManifest {
         path: canonical,
         loaded,
@@ -122,15 +134,25 @@ pub fn load_manifest(path: &Path, env: &Env, home: &Home, purpose: Purpose) -> R
     })
 }
 
-fn read_user_grants(home: &Home, home_dir: &Path) -> Result<(Option<UserGrants>, Option<PathBuf>), LoadError> {
+fn read_user_grants(
+    home: &Home,
+    home_dir: &Path,
+) -> Result<(Option<UserGrants>, Option<PathBuf>), LoadError> {
     let path = home.config_file();
     let bytes = match std::fs::read(&path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((None, None)),
         Err(source) => return Err(LoadError::Read { path, source }),
     };
-    let source = Source::new(path.display().to_string(), String::from_utf8_lossy(&bytes).into_owned());
-    let grants = blastwall_policy::load_user_grants(&source, home_dir)
-        .map_err(|diagnostics| LoadError::UserConfig { path: path.clone(), diagnostics })?;
+    let source = Source::new(
+        path.display().to_string(),
+        String::from_utf8_lossy(&bytes).into_owned(),
+    );
+    let grants = blastwall_policy::load_user_grants(&source, home_dir).map_err(|diagnostics| {
+        LoadError::UserConfig {
+            path: path.clone(),
+            diagnostics,
+        }
+    })?;
     Ok((Some(grants), Some(path)))
 }

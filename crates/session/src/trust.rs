@@ -40,7 +40,9 @@ pub enum TrustError {
         source: std::io::Error,
     },
     /// The store is not valid JSON of the expected shape.
-    #[error("trust store {path} is damaged: {reason}; move it aside and trust your manifests again")]
+    #[error(
+        "trust store {path} is damaged: {reason}; move it aside and trust your manifests again"
+    )]
     Damaged {
         /// The store.
         path: PathBuf,
@@ -69,12 +71,14 @@ impl TrustStore {
     /// Opens the store at `path` (missing = empty).
     pub fn open(path: &Path) -> Result<TrustStore, TrustError> {
         let entries = match std::fs::read(path) {
-            Ok(bytes) => serde_json::from_slice::<BTreeMap<String, String>>(&bytes).map_err(|e| {
-                TrustError::Damaged {
-                    path: path.to_path_buf(),
-                    reason: e.to_string(),
-                }
-            })?,
+            Ok(bytes) => {
+                serde_json::from_slice::<BTreeMap<String, String>>(&bytes).map_err(|e| {
+                    TrustError::Damaged {
+                        path: path.to_path_buf(),
+                        reason: e.to_string(),
+                    }
+                })?
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
             Err(source) => {
                 return Err(TrustError::Read {
@@ -155,9 +159,15 @@ mod tests {
         s.trust(m, b"version = 1\n")?;
         let s = TrustStore::open(&store_path)?;
         assert_eq!(s.state(m, b"version = 1\n"), TrustState::Trusted);
-        assert!(matches!(s.state(m, b"version = 1\n#x\n"), TrustState::Changed { .. }));
+        assert!(matches!(
+            s.state(m, b"version = 1\n#x\n"),
+            TrustState::Changed { .. }
+        ));
         use std::os::unix::fs::PermissionsExt;
-        assert_eq!(std::fs::metadata(&store_path)?.permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(&store_path)?.permissions().mode() & 0o777,
+            0o600
+        );
         Ok(())
     }
 }

@@ -1,0 +1,179 @@
+//! Every flag, defined once (clap derive); help comes from here.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// A wall around AI coding agents: a sandbox, a default-deny egress proxy
+/// with credential placeholders, a human's yes for irreversible actions,
+/// and a write-ahead audit of every decision — declared in one manifest,
+/// `blastwall.toml`.
+#[derive(Debug, Parser)]
+#[command(
+    name = "blastwall",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Write a commented starter blastwall.toml for this project (and trust it).
+    Init(InitArgs),
+    /// Record a project manifest's hash so enforcing commands accept it.
+    Trust(TrustArgs),
+    /// Check, explain and test a manifest; print its JSON Schema.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+    /// Read and verify audit logs.
+    Log(LogArgs),
+}
+
+/// The agents `init` knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Agent {
+    /// Claude Code.
+    Claude,
+    /// OpenAI Codex CLI.
+    Codex,
+    /// Cursor's agent CLI.
+    Cursor,
+    /// Gemini CLI.
+    Gemini,
+    /// Any other program.
+    Generic,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct InitArgs {
+    /// The agent that will run inside.
+    #[arg(long, value_enum, default_value = "generic")]
+    pub(crate) agent: Agent,
+    /// The project directory (default: the current directory).
+    #[arg(long)]
+    pub(crate) dir: Option<PathBuf>,
+    /// Overwrite an existing blastwall.toml.
+    #[arg(long)]
+    pub(crate) force: bool,
+    /// Print the manifest instead of writing it.
+    #[arg(long)]
+    pub(crate) stdout: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct TrustArgs {
+    /// The manifest (default: the nearest blastwall.toml).
+    pub(crate) file: Option<PathBuf>,
+    /// Print what happened as JSON.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum PolicyCommand {
+    /// Validate a manifest: exit 0 when valid, else 1 and one FILE:LINE:COL line per problem.
+    Check(CheckArgs),
+    /// Show the verdict, the rule, the reason and the labels for one action.
+    Explain(ExplainArgs),
+    /// Run the [[test]] cases a manifest carries.
+    Test(TestArgs),
+    /// Print the manifest's JSON Schema.
+    Schema,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct CheckArgs {
+    /// The manifest (default: the nearest blastwall.toml).
+    pub(crate) file: Option<PathBuf>,
+    /// Print the diagnostics as JSON.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct TestArgs {
+    /// The manifest (default: the nearest blastwall.toml).
+    pub(crate) file: Option<PathBuf>,
+    /// Print the results as JSON.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ExplainArgs {
+    /// The manifest (default: ./blastwall.toml, else the nearest one above).
+    #[arg(long, global = true)]
+    pub(crate) policy: Option<PathBuf>,
+    /// Print one JSON object: verdict, rule, reason, labels.
+    #[arg(long, global = true)]
+    pub(crate) json: bool,
+    #[command(subcommand)]
+    pub(crate) action: ExplainAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ExplainAction {
+    /// A network request.
+    Net {
+        /// The method (GET, POST, …).
+        method: String,
+        /// The absolute URL.
+        url: String,
+        /// A request header, `Name: value` (repeatable).
+        #[arg(long = "header", short = 'H')]
+        headers: Vec<String>,
+        /// A file holding the request body (`-` for stdin).
+        #[arg(long)]
+        body: Option<PathBuf>,
+    },
+    /// A command line.
+    Exec {
+        /// The command and its arguments (after `--`).
+        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+        argv: Vec<String>,
+    },
+    /// A file access.
+    Fs {
+        /// read or write.
+        #[arg(value_enum)]
+        op: FsOpArg,
+        /// The path (relative to the current directory, or `~/…`).
+        path: PathBuf,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum FsOpArg {
+    /// Open, list, stat.
+    Read,
+    /// Create, change, delete.
+    Write,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct LogArgs {
+    #[command(subcommand)]
+    pub(crate) command: Option<LogCommand>,
+    /// The session whose log to print (default: the newest).
+    #[arg(long, global = true)]
+    pub(crate) session: Option<String>,
+    /// An audit log file, instead of a session.
+    #[arg(long, global = true)]
+    pub(crate) file: Option<PathBuf>,
+    /// Print events as JSON lines.
+    #[arg(long, global = true)]
+    pub(crate) json: bool,
+    /// Only events of this kind (session-start, decision, outcome, alert, session-end).
+    #[arg(long)]
+    pub(crate) kind: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum LogCommand {
+    /// Verify the hash chain: exit 1 and the first bad sequence number on any tampering.
+    Verify,
+}
