@@ -236,6 +236,11 @@ pub enum AuditError {
 ///
 /// After a failed write or sync the writer is poisoned: every later call
 /// fails with [`AuditError::Poisoned`], so the gate keeps denying.
+///
+/// Dropping the writer does not sync (a drop cannot report an error): end a
+/// session with a `session-end` record, which is synced under
+/// [`FsyncPolicy::Always`] and [`FsyncPolicy::Batch`], or call
+/// [`AuditLog::sync`] first.
 pub struct AuditLog<F: LogFile = File> {
     file: F,
     path: PathBuf,

@@ -28,6 +28,24 @@ fn written_log_verifies() -> TestResult {
 }
 
 #[test]
+fn system_clock_times_verify() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("audit.jsonl");
+    let mut log = AuditLog::create(&path, SESSION, FsyncPolicy::Always)?;
+    log.append(Kind::SessionStart, json!({}))?;
+    log.append(Kind::SessionEnd, json!({}))?;
+    drop(log);
+    let events = read_events(&path)?;
+    assert_eq!(events.len(), 2);
+    assert!(
+        events
+            .iter()
+            .all(|e| e.time.unix_secs() > BASE_SECS - 365 * 86_400)
+    );
+    Ok(())
+}
+
+#[test]
 fn unsealed_log_verifies_but_says_so() -> TestResult {
     let dir = tempfile::tempdir()?;
     let path = dir.path().join("audit.jsonl");
