@@ -257,7 +257,7 @@ pub(crate) struct GitRules {
 pub(crate) struct NetMatcher {
     pub(crate) rules: Vec<NetRule>,
     pub(crate) exact: HashMap<HostName, Vec<usize>>,
-    pub(crate) wildcard: Vec<(String, usize)>,
+    pub(crate) wildcard: HashMap<String, Vec<usize>>,
     pub(crate) default: Meta,
     pub(crate) git: GitRules,
 }
@@ -275,22 +275,52 @@ impl NetMatcher {
                             v.push(i);
                         }
                     }
-                    HostPattern::Subdomains(d) => self.wildcard.push((d.clone(), i)),
+                    HostPattern::Subdomains(d) => {
+                        let v = self.wildcard.entry(d.clone()).or_default();
+                        if v.last() != Some(&i) {
+                            v.push(i);
+                        }
+                    }
                 }
             }
         }
+        // Each suffix's list also holds the rules of every shorter suffix
+        // (`*.example.com` is in the list of `b.example.com`), so the longest
+        // suffix of a host that has a list gives all its wildcard rules.
+        let keys: Vec<String> = self.wildcard.keys().cloned().collect();
+        let mut merged = HashMap::new();
+        for k in &keys {
+            let mut all: Vec<usize> = Vec::new();
+            for k2 in &keys {
+                if k2 == k || crate::host::is_subdomain(k, k2) {
+                    all.extend(self.wildcard.get(k2).into_iter().flatten());
+                }
+            }
+            all.sort_unstable();
+            all.dedup();
+            merged.insert(k.clone(), all);
+        }
+        self.wildcard = merged;
     }
 
     /// The rules naming `host`, in manifest order, without allocating.
     fn candidates<'a>(&'a self, host: &'a HostName) -> Candidates<'a> {
         let exact = self.exact.get(host).map_or(&[][..], Vec::as_slice);
+        let mut wild: &[usize] = &[];
+        if let HostName::Domain(d) = host {
+            let mut rest = d.as_str();
+            while let Some((_, tail)) = rest.split_once('.') {
+                if let Some(v) = self.wildcard.get(tail) {
+                    wild = v;
+                    break;
+                }
+                rest = tail;
+            }
+        }
         Candidates {
             rules: &self.rules,
             exact,
-            wildcard: &self.wildcard,
-            host,
-            wi: 0,
-            pending_wild: None,
+            wild,
         }
     }
 
@@ -304,9 +334,10 @@ impl NetMatcher {
 
         // GraphQL the rules need to see but could not be read: the strictest
         // verdict the host's rules give, and never `allow`.
+        let cands = self.candidates(&a.host);
         let inspected = !calls.is_empty();
         if !inspected {
-            let needs = self.candidates(&a.host).any(|r| {
+            let needs = cands.clone().any(|r| {
                 r.graphql.is_some()
                     && r.port_ok(a.port)
                     && r.path_ok(&a.path)
@@ -320,11 +351,11 @@ impl NetMatcher {
         let mut best: Option<Decision> = None;
         for m in methods {
             if calls.is_empty() {
-                let d = self.unit(a, m, None);
+                let d = self.unit(cands.clone(), a, m, None);
                 keep_strictest(&mut best, d);
             } else {
                 for c in calls {
-                    let d = self.unit(a, m, Some(c));
+                    let d = self.unit(cands.clone(), a, m, Some(c));
                     keep_strictest(&mut best, d);
                 }
             }
@@ -338,10 +369,16 @@ impl NetMatcher {
         d
     }
 
-    fn unit(&self, a: &NetAction, method: &str, call: Option<&Call>) -> Decision {
+    fn unit(
+        &self,
+        cands: Candidates<'_>,
+        a: &NetAction,
+        method: &str,
+        call: Option<&Call>,
+    ) -> Decision {
         let labels = call.map_or(a.labels, |c| a.labels.union(c.labels));
         let subject = || call.map(|c| format!("{} {}", c.op.as_str(), c.field));
-        for r in self.candidates(&a.host) {
+        for r in cands {
             if r.matches(a, method, call) {
                 return r.meta.decision(labels, subject());
             }
@@ -461,47 +498,33 @@ fn keep_strictest(best: &mut Option<Decision>, d: Decision) {
 struct Candidates<'a> {
     rules: &'a [NetRule],
     exact: &'a [usize],
-    wildcard: &'a [(String, usize)],
-    host: &'a HostName,
-    wi: usize,
-    pending_wild: Option<usize>,
-}
-
-impl<'a> Candidates<'a> {
-    fn next_wild(&mut self) -> Option<usize> {
-        if let Some(i) = self.pending_wild.take() {
-            return Some(i);
-        }
-        let HostName::Domain(d) = self.host else {
-            return None;
-        };
-        while let Some((suffix, i)) = self.wildcard.get(self.wi) {
-            self.wi += 1;
-            if crate::host::is_subdomain(d, suffix) {
-                return Some(*i);
-            }
-        }
-        None
-    }
+    wild: &'a [usize],
 }
 
 impl<'a> Iterator for Candidates<'a> {
     type Item = &'a NetRule;
 
     fn next(&mut self) -> Option<&'a NetRule> {
-        let w = self.next_wild();
-        let idx = match (self.exact.first(), w) {
-            (Some(&e), Some(w)) if e <= w => {
-                self.exact = self.exact.get(1..).unwrap_or_default();
-                if e != w {
-                    self.pending_wild = Some(w);
+        let idx = match (self.exact.split_first(), self.wild.split_first()) {
+            (Some((&e, er)), Some((&w, wr))) => {
+                if e <= w {
+                    self.exact = er;
+                    if e == w {
+                        self.wild = wr;
+                    }
+                    e
+                } else {
+                    self.wild = wr;
+                    w
                 }
+            }
+            (Some((&e, er)), None) => {
+                self.exact = er;
                 e
             }
-            (Some(_), Some(w)) | (None, Some(w)) => w,
-            (Some(&e), None) => {
-                self.exact = self.exact.get(1..).unwrap_or_default();
-                e
+            (None, Some((&w, wr))) => {
+                self.wild = wr;
+                w
             }
             (None, None) => return None,
         };
@@ -514,10 +537,7 @@ impl Clone for Candidates<'_> {
         Candidates {
             rules: self.rules,
             exact: self.exact,
-            wildcard: self.wildcard,
-            host: self.host,
-            wi: self.wi,
-            pending_wild: self.pending_wild,
+            wild: self.wild,
         }
     }
 }
@@ -615,11 +635,11 @@ impl FsMatcher {
             labels.insert(Label::CredentialAccess);
             return meta.decision(labels, Some(p.display().to_string()));
         }
-        let under_home = p.starts_with(&s.home);
+        let under_home = under(p, &s.home);
         for secret in HOST_SECRETS {
             let hit = match secret.strip_suffix('*') {
                 Some(prefix) => p.to_string_lossy().starts_with(prefix),
-                None => p.starts_with(secret),
+                None => under(p, Path::new(secret)),
             };
             if hit && !(*secret == "/root" && under_home) {
                 return self.builtin(
@@ -638,7 +658,7 @@ impl FsMatcher {
                 return m.decision(write_labels, None);
             }
         }
-        if p.starts_with(&s.project_root) {
+        if under(p, &s.project_root) {
             return match (a.op, s.project_mode) {
                 (FsOp::Read, _) | (FsOp::Write, ProjectMode::Rw) => {
                     self.project.decision(write_labels, None)
@@ -699,9 +719,25 @@ impl FsMatcher {
 
 fn most_specific<'a>(list: &'a [(PathBuf, Meta)], p: &Path) -> Option<(usize, &'a Meta)> {
     list.iter()
-        .filter(|(d, _)| p.starts_with(d))
-        .max_by_key(|(d, _)| d.components().count())
-        .map(|(d, m)| (d.components().count(), m))
+        .filter(|(d, _)| under(p, d))
+        .map(|(d, m)| (depth(d), m))
+        .max_by_key(|(n, _)| *n)
+}
+
+fn depth(d: &Path) -> usize {
+    d.as_os_str()
+        .as_encoded_bytes()
+        .iter()
+        .filter(|b| **b == b'/')
+        .count()
+}
+
+/// `Path::starts_with` for absolute, lexically normalised paths, on bytes.
+fn under(p: &Path, dir: &Path) -> bool {
+    let p = p.as_os_str().as_encoded_bytes();
+    let d = dir.as_os_str().as_encoded_bytes();
+    let d = d.strip_suffix(b"/").unwrap_or(d);
+    p.starts_with(d) && matches!(p.get(d.len()), None | Some(b'/'))
 }
 
 /// A compiled manifest: the rules, ready for [`Policy::decide`], and the settings.

@@ -626,10 +626,9 @@ impl Reader<'_, '_, '_> {
             for e in rules.get(..i).unwrap_or_default() {
                 let here = &r.meta.rule;
                 let there = &e.meta.rule;
-                let span = self.span_of(here);
                 if r.same_conditions(e) {
                     self.sink.error(
-                        span,
+                        self.span_of(here),
                         format!(
                             "duplicate rule: `{}` has the same conditions as `{}` at {}:{}",
                             here.id, there.id, there.line, there.col
@@ -639,7 +638,7 @@ impl Reader<'_, '_, '_> {
                 }
                 if r.shadowed_by(e) {
                     self.sink.warn(
-                        span,
+                        self.span_of(here),
                         format!(
                             "`{}` never decides: `{}` at {}:{} matches every request it does and comes first",
                             here.id, there.id, there.line, there.col
@@ -653,7 +652,7 @@ impl Reader<'_, '_, '_> {
         let mut m = NetMatcher {
             rules,
             exact: HashMap::new(),
-            wildcard: Vec::new(),
+            wildcard: HashMap::new(),
             default,
             git,
         };

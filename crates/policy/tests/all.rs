@@ -1,0 +1,8 @@
+//! Integration tests of the manifest, its diagnostics and `decide()`.
+#![expect(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "tests fail loudly on broken setup"
+)]
+
+mod suite;
