@@ -46,6 +46,7 @@ fn load() -> Result<Policy, String> {
         project_root: PathBuf::from(PROJECT_ROOT),
         home: PathBuf::from(HOME),
         user: None,
+        enforce: false,
     };
     let loaded = blastwall_policy::load(&Source::new("bench/blastwall.toml", text), &cx).map_err(
         |diags| {
@@ -217,6 +218,7 @@ fn bench_load(c: &mut Criterion) {
         project_root: PathBuf::from(PROJECT_ROOT),
         home: PathBuf::from(HOME),
         user: None,
+        enforce: false,
     };
     let mut g = c.benchmark_group("load");
     g.sampling_mode(SamplingMode::Flat).sample_size(10);

@@ -6,9 +6,10 @@ use serde::Serialize;
 
 /// Prints a value as pretty JSON on stdout.
 pub(crate) fn json<T: Serialize>(v: &T) -> anyhow::Result<()> {
-    let mut out = std::io::stdout().lock();
-    serde_json::to_writer_pretty(&mut out, v)?;
-    writeln!(out)?;
+    // Serialise first, so a closed pipe shows up as the I/O error it is.
+    let mut s = serde_json::to_string_pretty(v)?;
+    s.push('\n');
+    std::io::stdout().lock().write_all(s.as_bytes())?;
     Ok(())
 }
 

@@ -175,7 +175,28 @@ impl NetAction {
             reason,
         })?;
         let port = parsed.port().unwrap_or(scheme.default_port());
-        let info = http::method_info(method, headers);
+        let mut info = http::method_info(method, headers);
+        // `?_method=DELETE` (and the same in a form body) is an override too.
+        let content_type_is_form = headers.iter().any(|(k, v)| {
+            k.eq_ignore_ascii_case("content-type")
+                && v.to_ascii_lowercase()
+                    .starts_with("application/x-www-form-urlencoded")
+        });
+        let mut params = parsed
+            .query()
+            .map(http::param_overrides)
+            .unwrap_or_default();
+        if content_type_is_form {
+            if let Some(b) = body {
+                params.extend(http::param_overrides(&String::from_utf8_lossy(b)));
+            }
+        }
+        for m in params {
+            if !info.overrides.contains(&m) {
+                info.labels = info.labels.union(http::method_labels(&m));
+                info.overrides.push(m);
+            }
+        }
         let mut labels = info.labels;
         if !parsed.username().is_empty() || parsed.password().is_some() {
             labels.insert(Label::CredentialAccess);

@@ -607,7 +607,7 @@ const HOST_SECRETS: &[&str] = &[
 ];
 
 impl FsMatcher {
-    fn builtin(&self, id: &str, verdict: Verdict, reason: &str) -> Decision {
+    fn builtin(&self, id: &str, verdict: Verdict, reason: &str, labels: Labels) -> Decision {
         Decision {
             verdict,
             rule: RuleRef {
@@ -617,7 +617,7 @@ impl FsMatcher {
                 col: 0,
             },
             reason: Arc::from(reason),
-            labels: Labels::EMPTY,
+            labels,
             subject: None,
         }
     }
@@ -646,6 +646,7 @@ impl FsMatcher {
                     "filesystem.host-secrets",
                     Verdict::Deny,
                     "host secrets and global switches are absent inside the wall",
+                    write_labels,
                 );
             }
         }
@@ -693,6 +694,7 @@ impl FsMatcher {
                 "filesystem.home",
                 Verdict::Deny,
                 "the home directory inside is private and empty except what the manifest grants",
+                write_labels,
             );
         }
         if p.starts_with("/tmp") || p.starts_with("/var/tmp") || p.starts_with("/dev/shm") {
@@ -700,6 +702,7 @@ impl FsMatcher {
                 "filesystem.tmp",
                 Verdict::Allow,
                 "a private temporary directory of the session",
+                write_labels,
             );
         }
         match a.op {
@@ -707,11 +710,13 @@ impl FsMatcher {
                 "filesystem.system",
                 Verdict::Allow,
                 "the system is visible read-only",
+                write_labels,
             ),
             FsOp::Write => self.builtin(
                 "filesystem.system",
                 Verdict::Deny,
                 "the system is read-only inside the wall",
+                write_labels,
             ),
         }
     }

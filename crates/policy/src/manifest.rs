@@ -64,6 +64,10 @@ pub struct Context<'a> {
     pub home: PathBuf,
     /// The user's grants, when they were read.
     pub user: Option<&'a UserGrants>,
+    /// Whether the manifest is being loaded to be enforced: then a
+    /// credential the user's config does not define is an error (with
+    /// `user: None` meaning no grants at all); otherwise a warning.
+    pub enforce: bool,
 }
 
 /// A `[[test]]` case.
@@ -161,6 +165,7 @@ pub fn load_user_grants(source: &Source, home: &Path) -> Result<UserGrants, Vec<
         project_root: home.to_path_buf(),
         home: home.to_path_buf(),
         user: None,
+        enforce: false,
     };
     let loaded = load(source, &cx)?;
     let s = loaded.policy.settings;
@@ -330,6 +335,7 @@ impl Reader<'_, '_, '_> {
         let (read_paths, read_meta) = self.paths(&fs, "read");
         let (write_paths, write_meta) = self.paths(&fs, "write");
         self.check_grants(&fs, &write_paths, "write");
+        self.check_grants(&fs, &read_paths, "read");
         let (hidden, hidden_meta) = self.hidden(&fs)?;
 
         let network = root.table("network");
@@ -488,10 +494,24 @@ impl Reader<'_, '_, '_> {
             if p.starts_with(&self.cx.project_root) {
                 continue;
             }
-            let granted = self
-                .cx
-                .user
-                .is_some_and(|u| u.write.iter().any(|g| p.starts_with(g)));
+            // Reads outside the home show what the system shows anyway;
+            // reads of the user's own files need the user's grant.
+            if key == "read" && !p.starts_with(&self.cx.home) {
+                continue;
+            }
+            let granted = self.cx.user.is_some_and(|u| match key {
+                "write" => u.write.iter().any(|g| p.starts_with(g)),
+                _ => u.write.iter().chain(&u.read).any(|g| p.starts_with(g)),
+            });
+            if !granted && key == "read" {
+                self.sink.error(
+                    span,
+                    format!(
+                        "`{raw}` is in your home directory, outside the project: a project manifest may grant it only when your own config does (filesystem.read or filesystem.write in $BLASTWALL_HOME/config.toml)"
+                    ),
+                );
+                continue;
+            }
             if !granted {
                 self.sink.error(
                     span,
@@ -858,28 +878,25 @@ impl Reader<'_, '_, '_> {
         };
         Some(GitRules {
             protected,
-            on_protected: self.verdict_meta(
-                g,
-                "on_protected",
-                "network.git.on_protected",
-                Verdict::Ask,
-                "a push to a protected ref needs a person's yes",
-            ),
-            on_delete: self.verdict_meta(
+            on_protected: self.git_meta(g, "on_protected", "a push to a protected ref"),
+            on_delete: self.git_meta(
                 g,
                 "on_delete",
-                "network.git.on_delete",
-                Verdict::Ask,
-                "a ref deletion cannot be undone by the agent; it needs a person's yes",
+                "a ref deletion cannot be undone by the agent:",
             ),
-            on_force: self.verdict_meta(
-                g,
-                "on_force",
-                "network.git.on_force",
-                Verdict::Ask,
-                "a non-fast-forward push rewrites history; it needs a person's yes",
-            ),
+            on_force: self.git_meta(g, "on_force", "a non-fast-forward push rewrites history:"),
         })
+    }
+
+    fn git_meta(&mut self, g: &Tbl<'_, '_>, key: &str, what: &str) -> Meta {
+        let id = format!("network.git.{key}");
+        let mut m = self.verdict_meta(g, key, &id, Verdict::Ask, "");
+        m.reason = Arc::from(match m.verdict {
+            Verdict::Allow => format!("{what} allowed by the manifest"),
+            Verdict::Ask => format!("{what} needs a person's yes"),
+            Verdict::Deny => format!("{what} denied by the manifest"),
+        });
+        m
     }
 
     fn resolve(&mut self, r: &Tbl<'_, '_>) -> Vec<Resolve> {
@@ -1031,12 +1048,22 @@ impl Reader<'_, '_, '_> {
             };
             // I8: a project manifest may only narrow the hosts the user's
             // config binds the credential to.
+            let no_grants = UserGrants::default();
+            let user = match (self.cx.user, self.cx.enforce) {
+                (Some(u), _) => Some(u),
+                (None, true) => Some(&no_grants),
+                (None, false) => None,
+            };
             if self.cx.origin == Origin::Project {
-                if let Some(user) = self.cx.user {
+                if let Some(user) = user {
                     match user.credentials.iter().find(|c| c.name == name) {
-                        None => self.sink.error(
+                        None if self.cx.enforce => self.sink.error(
                             nspan.clone(),
                             format!("credential `{name}` is not defined in your own config ($BLASTWALL_HOME/config.toml); add it there with its source and hosts"),
+                        ),
+                        None => self.sink.warn(
+                            nspan.clone(),
+                            format!("credential `{name}` is not defined in your own config ($BLASTWALL_HOME/config.toml): `run` will refuse this manifest until it is"),
                         ),
                         Some(u) => {
                             for h in &hosts {
@@ -1280,9 +1307,16 @@ impl Reader<'_, '_, '_> {
                 }
             }
             match kind {
-                Some("file") => sinks.push(AuditSink::File {
-                    path: s.str("path").map(|(p, _)| self.abs_path(p)),
-                }),
+                Some("file") => match s.str("path") {
+                    Some((p, span)) => {
+                        let abs = self.abs_path(p);
+                        if self.cx.origin == Origin::Project && !abs.starts_with(&self.cx.project_root) {
+                            self.sink.error(span, format!("`{id}.path` `{p}` is outside the project: a project manifest may write files only inside the project; put this sink in your own config"));
+                        }
+                        sinks.push(AuditSink::File { path: Some(abs) });
+                    }
+                    None => self.sink.error(s.span.clone(), format!("`{id}`: a file sink needs `path` (the session's own log is always written)")),
+                },
                 Some("otlp") => match s.str("endpoint") {
                     Some((e, span)) => {
                         self.check_url(e, span, &format!("{id}.endpoint"));
@@ -1428,13 +1462,7 @@ impl Reader<'_, '_, '_> {
                         url: url.to_owned(),
                         headers,
                         body: n.str("body").map(|(b, _)| b.to_owned()),
-                        body_file: n.str("body_file").map(|(p, _)| {
-                            if Path::new(p).is_absolute() {
-                                PathBuf::from(p)
-                            } else {
-                                self.cx.project_root.join(p)
-                            }
-                        }),
+                        body_file: n.str("body_file").map(|(p, _)| self.abs_path(p)),
                     }
                 }
                 Some("exec") => {

@@ -215,7 +215,7 @@ static FILESYSTEM: TableSchema = TableSchema {
         opt(
             "read",
             Ty::List(&Ty::Str),
-            "Extra read-only paths (`~/` is the home directory; relative paths are under the project).",
+            "Extra read-only paths (`~/` is the home directory; relative paths are under the project). In a project manifest, paths in your home outside the project only when your own config grants them.",
         ),
         opt(
             "write",
@@ -357,7 +357,7 @@ static SINK: TableSchema = TableSchema {
         opt(
             "path",
             Ty::Str,
-            "For `file`: an extra copy of the log (the session's own log is always written).",
+            "For `file` (required): an extra copy of the log, inside the project for a project manifest (the session's own log is always written).",
         ),
         opt("endpoint", Ty::Str, "For `otlp`: the collector's URL."),
         opt(
@@ -431,11 +431,7 @@ static AUDIT: TableSchema = TableSchema {
 static LIMITS: TableSchema = TableSchema {
     doc: "Resource limits of the sandbox.",
     fields: &[
-        opt(
-            "memory",
-            Ty::Str,
-            "Memory (`4GiB`). Default 4GiB or half the machine, whichever is less.",
-        ),
+        opt("memory", Ty::Str, "Memory (`4GiB`). Default 4GiB."),
         opt(
             "pids",
             Ty::Int {

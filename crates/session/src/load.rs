@@ -28,13 +28,15 @@ pub struct LoadedManifest {
     pub trust: TrustState,
     /// The user's own config was read and merged.
     pub user_config: Option<PathBuf>,
+    /// The exact bytes that were checked, loaded and hashed.
+    pub bytes: Vec<u8>,
 }
 
 /// Why a manifest could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     /// The file could not be read.
-    #[error("cannot read manifest {path}: {source}")]
+    #[error("cannot read manifest {path}")]
     Read {
         /// The manifest.
         path: PathBuf,
@@ -120,6 +122,7 @@ pub fn load_manifest(
         project_root,
         home: home_dir,
         user: grants.as_ref(),
+        enforce: purpose == Purpose::Enforce,
     };
     let loaded =
         blastwall_policy::load(&source, &cx).map_err(|diagnostics| LoadError::Invalid {
@@ -131,6 +134,7 @@ pub fn load_manifest(
         loaded,
         trust,
         user_config,
+        bytes,
     })
 }
 

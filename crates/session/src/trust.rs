@@ -32,7 +32,7 @@ pub enum TrustState {
 #[derive(Debug, thiserror::Error)]
 pub enum TrustError {
     /// The store could not be read.
-    #[error("cannot read trust store {path}: {source}")]
+    #[error("cannot read trust store {path}")]
     Read {
         /// The store.
         path: PathBuf,
@@ -50,7 +50,7 @@ pub enum TrustError {
         reason: String,
     },
     /// The store could not be written.
-    #[error("cannot write trust store {path}: {source}")]
+    #[error("cannot write trust store {path}")]
     Write {
         /// The store.
         path: PathBuf,

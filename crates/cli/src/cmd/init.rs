@@ -161,6 +161,13 @@ pub(crate) fn run(a: &InitArgs, env: &Env) -> anyhow::Result<Status> {
     let text = manifest_text(a.agent, &dir);
     if a.stdout {
         out::text(&text)?;
+        let f = facts(a.agent);
+        if !f.state_rw.is_empty() {
+            eprintln!(
+                "note: this manifest names {}'s files in your home; it passes `policy check` only once your own config grants them (plain `blastwall init --agent` does that)",
+                f.name
+            );
+        }
         return Ok(Status::Ok);
     }
     let path = dir.join(MANIFEST_NAME);
@@ -177,7 +184,7 @@ pub(crate) fn run(a: &InitArgs, env: &Env) -> anyhow::Result<Status> {
     if !added.is_empty() {
         let _ = writeln!(
             msg,
-            "granted {} read-write in your own config {}: {}",
+            "granted {} in your own config {}: {}",
             facts(a.agent).name,
             home.config_file().display(),
             added.join(", ")
@@ -223,7 +230,8 @@ fn manifest_text(agent: Agent, dir: &Path) -> String {
     t.push_str(
         "# Hidden on top of the defaults (~/.aws, ~/.ssh, ~/.kube, ~/.config/gcloud,\n\
          # ~/.docker/config.json, ~/.netrc, ~/.npmrc, ~/.pypirc, ~/.git-credentials,\n\
-         # ~/.config/gh, ~/.railway and .env* files in the project):\n\
+         # ~/.config/gh, ~/.railway, ~/.gnupg, ~/.password-store,\n\
+         # ~/.local/share/keyrings and .env* files in the project):\n\
          hide = []\n\n",
     );
     t.push_str("[network]\n# A request no rule allows is denied.\ndefault = \"deny\"\n\n");
@@ -308,23 +316,44 @@ fn grant_agent_state(agent: Agent, home: &Home) -> anyhow::Result<Vec<String>> {
         .or_insert_with(|| toml_edit::Item::Table(toml_edit::Table::new()))
         .as_table_like_mut()
         .with_context(|| format!("`filesystem` in {} is not a table", path.display()))?;
-    let write = fs
-        .entry("write")
-        .or_insert(toml_edit::Item::Value(toml_edit::Value::Array(
-            toml_edit::Array::new(),
-        )))
-        .as_array_mut()
-        .with_context(|| format!("`filesystem.write` in {} is not an array", path.display()))?;
     let mut added = Vec::new();
-    for p in f.state_rw {
-        if !write.iter().any(|v| v.as_str() == Some(p)) {
-            write.push(*p);
-            added.push((*p).to_owned());
+    let home_ro: Vec<&str> = f
+        .settings_ro
+        .iter()
+        .copied()
+        .filter(|p| p.starts_with("~/"))
+        .collect();
+    for (key, paths) in [("write", f.state_rw), ("read", home_ro.as_slice())] {
+        let list = fs
+            .entry(key)
+            .or_insert(toml_edit::Item::Value(toml_edit::Value::Array(
+                toml_edit::Array::new(),
+            )))
+            .as_array_mut()
+            .with_context(|| format!("`filesystem.{key}` in {} is not an array", path.display()))?;
+        for p in paths {
+            if !list.iter().any(|v| v.as_str() == Some(p)) {
+                list.push(*p);
+                added.push(format!("{p} ({key})"));
+            }
         }
     }
     if !added.is_empty() {
-        std::fs::write(&path, doc.to_string())
-            .with_context(|| format!("cannot write {}", path.display()))?;
+        use std::io::Write as _;
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let tmp = path.with_extension("toml.tmp");
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
+            .with_context(|| format!("cannot write {}", tmp.display()))?;
+        file.write_all(doc.to_string().as_bytes())
+            .and_then(|()| file.sync_all())
+            .with_context(|| format!("cannot write {}", tmp.display()))?;
+        std::fs::rename(&tmp, &path)
+            .with_context(|| format!("cannot replace {}", path.display()))?;
     }
     Ok(added)
 }

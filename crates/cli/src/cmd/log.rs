@@ -48,6 +48,21 @@ fn log_path(a: &LogArgs, env: &Env) -> anyhow::Result<PathBuf> {
 }
 
 pub(crate) fn run(a: &LogArgs, env: &Env) -> anyhow::Result<Status> {
+    if let Some(k) = &a.kind {
+        let known = [
+            "session-start",
+            "decision",
+            "outcome",
+            "alert",
+            "session-end",
+        ];
+        if !known.contains(&k.as_str()) {
+            bail!(
+                "unknown event kind `{k}`: expected one of {}",
+                known.join(", ")
+            );
+        }
+    }
     let path = log_path(a, env)?;
     match a.command {
         Some(LogCommand::Verify) => verify_cmd(&path, a.json),
@@ -82,6 +97,9 @@ fn verify_cmd(path: &std::path::Path, as_json: bool) -> anyhow::Result<Status> {
                 ))?;
             }
             Ok(Status::Ok)
+        }
+        Err(e) if matches!(e.kind, blastwall_audit::VerifyErrorKind::Io { .. }) => {
+            Err(anyhow::Error::new(e).context("cannot verify"))
         }
         Err(e) => {
             if as_json {

@@ -49,6 +49,7 @@ pub(crate) fn load(
     path: &Path,
     env: &Env,
     purpose: Purpose,
+    json: bool,
 ) -> anyhow::Result<Option<LoadedManifest>> {
     let home = Home::locate(env);
     match load_manifest(path, env, &home, purpose) {
@@ -58,14 +59,37 @@ pub(crate) fn load(
             }
             Ok(Some(m))
         }
-        Err(LoadError::Invalid { diagnostics, .. } | LoadError::UserConfig { diagnostics, .. }) => {
-            for d in &diagnostics {
-                eprintln!("{d}");
+        Err(
+            ref e @ (LoadError::Invalid {
+                ref path,
+                ref diagnostics,
+            }
+            | LoadError::UserConfig {
+                ref path,
+                ref diagnostics,
+            }),
+        ) => {
+            if json {
+                crate::out::json(&serde_json::json!({
+                    "file": path.display().to_string(),
+                    "valid": false,
+                    "error": e.to_string(),
+                    "diagnostics": diagnostics,
+                }))?;
+            } else {
+                for d in diagnostics {
+                    eprintln!("{d}");
+                }
+                eprintln!("blastwall: {e}");
             }
             Ok(None)
         }
         Err(e @ (LoadError::Untrusted { .. } | LoadError::Changed { .. })) => {
-            eprintln!("blastwall: {e}");
+            if json {
+                crate::out::json(&serde_json::json!({"trusted": false, "error": e.to_string()}))?;
+            } else {
+                eprintln!("blastwall: {e}");
+            }
             Ok(None)
         }
         Err(e) => Err(e.into()),

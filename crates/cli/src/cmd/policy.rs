@@ -85,7 +85,7 @@ pub(crate) fn explain(a: &ExplainArgs, env: &Env) -> anyhow::Result<Status> {
         Some(p) => p.clone(),
         None => manifest_path(None, env)?,
     };
-    let Some(m) = load(&path, env, Purpose::Inspect)? else {
+    let Some(m) = load(&path, env, Purpose::Inspect, a.json)? else {
         return Ok(Status::No);
     };
     if !a.json {
@@ -216,7 +216,7 @@ struct CaseResult<'a> {
 
 pub(crate) fn test(a: &TestArgs, env: &Env) -> anyhow::Result<Status> {
     let path = manifest_path(a.file.as_deref(), env)?;
-    let Some(m) = load(&path, env, Purpose::Inspect)? else {
+    let Some(m) = load(&path, env, Purpose::Inspect, a.json)? else {
         return Ok(Status::No);
     };
     let policy = &m.loaded.policy;

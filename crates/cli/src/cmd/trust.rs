@@ -13,16 +13,18 @@ use crate::out;
 pub(crate) fn run(a: &TrustArgs, env: &Env) -> anyhow::Result<Status> {
     let path = manifest_path(a.file.as_deref(), env)?;
     // A manifest that cannot be enforced is not worth trusting: check first.
-    let Some(m) = load(&path, env, Purpose::Inspect)? else {
-        eprintln!("blastwall: not trusted: fix the errors above first");
+    let Some(m) = load(&path, env, Purpose::Inspect, a.json)? else {
+        if !a.json {
+            eprintln!("blastwall: not trusted: fix the errors above first");
+        }
         return Ok(Status::No);
     };
-    let bytes =
-        std::fs::read(&m.path).with_context(|| format!("cannot read {}", m.path.display()))?;
+    // Trust the very bytes that were checked and shown, not a second read.
+    let bytes = &m.bytes;
     let home = Home::locate(env);
     home.ensure()
         .with_context(|| format!("cannot create {}", home.root().display()))?;
-    let digest = TrustStore::open(&home.trust_file())?.trust(&m.path, &bytes)?;
+    let digest = TrustStore::open(&home.trust_file())?.trust(&m.path, bytes)?;
     let s = m.loaded.policy.settings();
     if a.json {
         out::json(&json!({

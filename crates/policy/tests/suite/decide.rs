@@ -288,7 +288,7 @@ fn file_system_view() {
     let p = policy(
         r#"version = 1
 [filesystem]
-read = ["~/.claude/settings.json", "/opt/tools"]
+read = ["/opt/tools"]
 write = ["build"]
 hide = ["secrets/**"]
 "#,
@@ -424,12 +424,30 @@ hosts = ["evil.example.com"]
         "{errs:?}"
     );
     let unknown = "version = 1\n[[credential]]\nname = \"aws\"\nhosts = [\"s3.amazonaws.com\"]\n";
-    let errs = load_with(unknown, "/work/proj", Some(&user)).unwrap_err();
+    // Checking warns; enforcing refuses, with or without a config file.
+    let warned = load_with(unknown, "/work/proj", Some(&user)).unwrap();
     assert!(
-        errs.iter()
-            .any(|d| d.message.contains("not defined in your own config")),
-        "{errs:?}"
+        warned
+            .warnings
+            .iter()
+            .any(|d| d.message.contains("not defined in your own config"))
     );
+    for u in [Some(&user), None] {
+        let errs = super::load_full(unknown, "/work/proj", u, true).unwrap_err();
+        assert!(
+            errs.iter()
+                .any(|d| d.message.contains("not defined in your own config")),
+            "{errs:?}"
+        );
+    }
+    // Reads of the user's own files need the user's grant.
+    let reads_home = "version = 1\n[filesystem]\nread = [\"~/Documents\"]\n";
+    assert!(load_with(reads_home, "/work/proj", None).is_err());
+    let granted = blastwall_policy::UserGrants {
+        read: vec![PathBuf::from("/home/agent/Documents")],
+        ..Default::default()
+    };
+    assert!(load_with(reads_home, "/work/proj", Some(&granted)).is_ok());
 }
 
 #[test]

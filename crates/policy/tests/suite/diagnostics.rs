@@ -16,6 +16,7 @@ fn render(name: &str, text: &str, root: &str) -> String {
         project_root: PathBuf::from(root),
         home: PathBuf::from(HOME),
         user: None,
+        enforce: false,
     };
     let diags = match blastwall_policy::load(&source, &cx) {
         Ok(l) => l.warnings,

@@ -26,12 +26,22 @@ pub(crate) fn load_with(
     root: &str,
     user: Option<&UserGrants>,
 ) -> Result<Loaded, Vec<Diagnostic>> {
+    load_full(text, root, user, false)
+}
+
+pub(crate) fn load_full(
+    text: &str,
+    root: &str,
+    user: Option<&UserGrants>,
+    enforce: bool,
+) -> Result<Loaded, Vec<Diagnostic>> {
     let source = Source::new("blastwall.toml", text);
     let cx = Context {
         origin: Origin::Project,
         project_root: PathBuf::from(root),
         home: PathBuf::from(HOME),
         user,
+        enforce,
     };
     blastwall_policy::load(&source, &cx)
 }
