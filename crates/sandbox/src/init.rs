@@ -1,0 +1,521 @@
+//! The sandbox's pid 1 and the agent child it forks.
+//!
+//! The supervisor clones a child into new namespaces, which executes this
+//! same binary with [`INIT_ARG`]; `main` hands over to
+//! [`init_if_requested`]. The init then, in bubblewrap's order: ties its
+//! life to the supervisor, sets `no_new_privs`, builds the mount view,
+//! brings up loopback, applies the rlimits, closes stray descriptors,
+//! drops its capabilities and forks the agent. The agent child enters a
+//! second user namespace (so it has its real uid inside and its namespace
+//! does not own the mounts), drops every capability, applies Landlock and
+//! seccomp last, and executes the command. The init reaps, forwards
+//! signals, and kills everything when the agent ends or the supervisor
+//! dies.
+#![forbid(unsafe_code)]
+
+use std::ffi::{CString, OsStr, OsString};
+use std::fs::File;
+use std::io::{Read, Seek};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use nix::poll::{PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::{SigSet, SigmaskHow, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::wait::{WaitPidFlag, WaitStatus};
+use nix::unistd::{ForkResult, Pid};
+
+use crate::proto::{InitConfig, Msg, WireError};
+use crate::{ExitStatus, Layer, LimitInForce, LimitMechanism};
+
+/// The hidden first argument that makes the binary the sandbox init.
+pub const INIT_ARG: &str = "__blastwall-init";
+
+/// Exit code of the init when it could not even read its configuration.
+const EXIT_NO_CONFIG: u8 = 125;
+/// Exit code when setup failed (the reason went to the supervisor).
+const EXIT_SETUP: u8 = 126;
+/// Exit code when the command could not be executed.
+const EXIT_EXEC: u8 = 127;
+
+/// The signals the init forwards to the agent's process group.
+const FORWARDED: [Signal; 9] = [
+    Signal::SIGHUP,
+    Signal::SIGINT,
+    Signal::SIGQUIT,
+    Signal::SIGTERM,
+    Signal::SIGUSR1,
+    Signal::SIGUSR2,
+    Signal::SIGWINCH,
+    Signal::SIGCONT,
+    Signal::SIGALRM,
+];
+
+/// Runs the sandbox init if this process was started as one
+/// (`argv[1] == INIT_ARG`), and returns its exit code; `None` otherwise.
+///
+/// `main` calls it right after [`crate::harden_self`]:
+///
+/// ```no_run
+/// fn main() -> std::process::ExitCode {
+///     blastwall_sandbox::harden_self();
+///     if let Some(code) = blastwall_sandbox::init_if_requested() {
+///         return code;
+///     }
+///     // ... the normal program
+///     std::process::ExitCode::SUCCESS
+/// }
+/// ```
+pub fn init_if_requested() -> Option<ExitCode> {
+    let mut args = std::env::args_os().skip(1);
+    if args.next().as_deref() != Some(OsStr::new(INIT_ARG)) {
+        return None;
+    }
+    let arg = args.next();
+    if arg.as_deref() == Some(OsStr::new(crate::supervisor::PROBE_ARG)) {
+        return Some(ExitCode::from(crate::supervisor::probe_main()));
+    }
+    let fd: Option<RawFd> = arg.and_then(|a| a.to_str().and_then(|s| s.parse().ok()));
+    Some(match fd {
+        Some(fd) => init_main(fd),
+        None => ExitCode::from(EXIT_NO_CONFIG),
+    })
+}
+
+fn read_config(fd: RawFd) -> Option<InitConfig> {
+    let owned = crate::sys::take_inherited_fd(fd).ok()?;
+    let mut f = File::from(owned);
+    f.rewind().ok()?;
+    let mut buf = Vec::new();
+    f.read_to_end(&mut buf).ok()?;
+    serde_json::from_slice(&buf).ok()
+}
+
+fn init_main(config_fd: RawFd) -> ExitCode {
+    let Some(cfg) = read_config(config_fd) else {
+        return ExitCode::from(EXIT_NO_CONFIG);
+    };
+    let Ok(report_fd) = crate::sys::take_inherited_fd(cfg.report_fd) else {
+        return ExitCode::from(EXIT_NO_CONFIG);
+    };
+    let Ok(lifeline) = crate::sys::take_inherited_fd(cfg.lifeline_fd) else {
+        return ExitCode::from(EXIT_NO_CONFIG);
+    };
+    let mut report = File::from(report_fd);
+    let tty_socket = match &cfg.tty {
+        Some(t) => match crate::sys::take_inherited_fd(t.socket_fd) {
+            Ok(fd) => Some(fd),
+            Err(_) => return ExitCode::from(EXIT_NO_CONFIG),
+        },
+        None => None,
+    };
+    match setup_and_run(&cfg, &mut report, &lifeline, tty_socket) {
+        Ok(Role::Init(status)) => {
+            let _ = crate::proto::send(&mut report, &Msg::Exited(status));
+            ExitCode::from(u8::try_from(status.as_shell_code() & 0xff).unwrap_or(1))
+        }
+        Ok(Role::AgentFailed(code)) => ExitCode::from(code),
+        Err(e) => {
+            let _ = crate::proto::send(&mut report, &Msg::Failed(e));
+            ExitCode::from(EXIT_SETUP)
+        }
+    }
+}
+
+enum Role {
+    /// The init, after the agent ended.
+    Init(ExitStatus),
+    /// The agent child, whose setup or exec failed (already reported).
+    AgentFailed(u8),
+}
+
+fn setup_err(step: &str, e: impl std::fmt::Display) -> WireError {
+    WireError::Setup {
+        step: step.to_owned(),
+        reason: e.to_string(),
+    }
+}
+
+fn setup_and_run(
+    cfg: &InitConfig,
+    report: &mut File,
+    lifeline: &OwnedFd,
+    tty_socket: Option<OwnedFd>,
+) -> Result<Role, WireError> {
+    // Step 3 of the order (tie life to the supervisor), repeated after
+    // exec: the parent-death signal set before exec may have been cleared
+    // by a credential change, and pid 1 of a new pid namespace cannot use
+    // getppid() to detect a parent that already died, so the lifeline pipe
+    // is checked after setting it.
+    nix::sys::prctl::set_pdeathsig(Some(Signal::SIGKILL))
+        .map_err(|e| setup_err("set parent-death signal", e))?;
+    if supervisor_gone(lifeline, PollTimeout::ZERO) {
+        return Err(setup_err("start", "the supervisor is gone"));
+    }
+    // Not dumpable: nothing inside can ptrace or read the memory of pid 1.
+    nix::sys::prctl::set_dumpable(false).map_err(|e| setup_err("set non-dumpable", e))?;
+    // Step 1: no_new_privs before anything executes inside.
+    nix::sys::prctl::set_no_new_privs().map_err(|e| setup_err("set no_new_privs", e))?;
+    // Step 4: the new root.
+    cfg.plan
+        .apply(&crate::plan::LinuxSyscalls)
+        .map_err(WireError::from)?;
+    nix::unistd::sethostname(&cfg.spec.hostname).map_err(|e| setup_err("set hostname", e))?;
+    crate::sys::interface_up("lo").map_err(|e| setup_err("bring up loopback", e))?;
+
+    // Limits that are per process.
+    let mut limits = cfg.limits.clone();
+    // The agent dies first when the host runs out of memory.
+    std::fs::write("/proc/self/oom_score_adj", "1000")
+        .map_err(|e| setup_err("write /proc/self/oom_score_adj", e))?;
+    limits.oom_score_adj = 1000;
+    if let Some(cpu) = cfg.spec.limits.cpu_seconds {
+        nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_CPU, cpu, cpu)
+            .map_err(|e| setup_err("set RLIMIT_CPU", e))?;
+        limits.cpu_seconds = Some(LimitInForce {
+            value: cpu,
+            mechanism: LimitMechanism::Rlimit,
+        });
+    }
+    if let Some(n) = cfg.nproc_rlimit {
+        nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_NPROC, n, n)
+            .map_err(|e| setup_err("set RLIMIT_NPROC", e))?;
+        limits.pids = Some(LimitInForce {
+            value: n,
+            mechanism: LimitMechanism::Rlimit,
+        });
+    }
+
+    // Step 5: close stray descriptors; keep stdio, report, lifeline, tty.
+    let mut keep = vec![0, 1, 2, report.as_raw_fd(), lifeline.as_raw_fd()];
+    if let Some(t) = &tty_socket {
+        keep.push(t.as_raw_fd());
+    }
+    close_stray_fds(&keep).map_err(|e| setup_err("close stray descriptors", e))?;
+    for fd in [report.as_fd(), lifeline.as_fd()] {
+        nix::fcntl::fcntl(
+            fd,
+            nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+        )
+        .map_err(|e| setup_err("set close-on-exec", e))?;
+    }
+
+    // The pty, from the sandbox's own devpts.
+    let pty = match (&cfg.tty, tty_socket) {
+        (Some(t), Some(sock)) => Some(
+            crate::tty::open_inside(t, &sock).map_err(|e| setup_err("open the sandbox pty", e))?,
+        ),
+        _ => None,
+    };
+
+    // Signals are handled through a signalfd; block them before the fork so
+    // none is lost, and unblock them in the agent.
+    let mut mask = SigSet::empty();
+    mask.add(Signal::SIGCHLD);
+    for s in FORWARDED {
+        mask.add(s);
+    }
+    let mut old_mask = SigSet::empty();
+    nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&mask), Some(&mut old_mask))
+        .map_err(|e| setup_err("block signals", e))?;
+    let sfd = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC)
+        .map_err(|e| setup_err("create signalfd", e))?;
+
+    if crate::sys::thread_count() != Some(1) {
+        return Err(setup_err(
+            "fork the agent",
+            "the init is not single-threaded",
+        ));
+    }
+    match crate::sys::fork_single_threaded().map_err(|e| setup_err("fork the agent", e))? {
+        ForkResult::Child => {
+            drop(sfd);
+            let _ =
+                nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&old_mask), None);
+            let err = agent(cfg, report, &limits, pty.as_ref());
+            let code = match &err {
+                WireError::Exec { .. } => EXIT_EXEC,
+                _ => EXIT_SETUP,
+            };
+            let _ = crate::proto::send(report, &Msg::Failed(err));
+            Ok(Role::AgentFailed(code))
+        }
+        ForkResult::Parent { child } => {
+            drop(pty);
+            // The init needs no capability any more: it reaps and forwards
+            // signals to processes of its own uid. (Not before the fork:
+            // mapping the agent's namespace to our root needs CAP_SETFCAP
+            // at its unshare, see verify_root_map in the kernel.)
+            if let Err(e) = crate::sys::drop_all_capabilities() {
+                let _ = nix::sys::signal::kill(child, Signal::SIGKILL);
+                return Err(setup_err("drop the init's capabilities", e));
+            }
+            Ok(Role::Init(reap_until(child, &sfd, lifeline)))
+        }
+    }
+}
+
+fn supervisor_gone(lifeline: &OwnedFd, timeout: PollTimeout) -> bool {
+    let mut fds = [PollFd::new(lifeline.as_fd(), PollFlags::POLLIN)];
+    match nix::poll::poll(&mut fds, timeout) {
+        Ok(0) => false,
+        Ok(_) => fds[0]
+            .revents()
+            .is_some_and(|r| r.intersects(PollFlags::POLLHUP | PollFlags::POLLERR)),
+        Err(_) => false,
+    }
+}
+
+/// Closes every descriptor not in `keep`.
+fn close_stray_fds(keep: &[RawFd]) -> std::io::Result<()> {
+    let mut open = Vec::new();
+    for entry in std::fs::read_dir("/proc/self/fd")? {
+        let entry = entry?;
+        if let Some(fd) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<RawFd>().ok())
+        {
+            open.push(fd);
+        }
+    }
+    for fd in open {
+        if !keep.contains(&fd) {
+            // The read_dir descriptor is gone by now; EBADF is harmless.
+            let _ = nix::unistd::close(fd);
+        }
+    }
+    Ok(())
+}
+
+/// The init's loop: reap every child, forward signals to the agent's
+/// process group, end when the agent ends or the supervisor dies.
+fn reap_until(agent: Pid, sfd: &SignalFd, lifeline: &OwnedFd) -> ExitStatus {
+    loop {
+        // Reap whatever ended (orphans re-parented to pid 1 included).
+        loop {
+            match nix::sys::wait::waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::Exited(pid, code)) if pid == agent => {
+                    return finish(ExitStatus::Code(code));
+                }
+                Ok(WaitStatus::Signaled(pid, sig, _)) if pid == agent => {
+                    return finish(ExitStatus::Signal(sig as i32));
+                }
+                Ok(WaitStatus::StillAlive) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+        let mut fds = [
+            PollFd::new(sfd.as_fd(), PollFlags::POLLIN),
+            PollFd::new(lifeline.as_fd(), PollFlags::POLLIN),
+        ];
+        if nix::poll::poll(&mut fds, PollTimeout::NONE).is_err() {
+            continue;
+        }
+        if fds[1]
+            .revents()
+            .is_some_and(|r| r.intersects(PollFlags::POLLHUP | PollFlags::POLLERR))
+        {
+            // The supervisor is gone: nothing may outlive it.
+            let _ = nix::sys::signal::kill(Pid::from_raw(-1), Signal::SIGKILL);
+            return ExitStatus::Signal(Signal::SIGKILL as i32);
+        }
+        if let Ok(Some(info)) = sfd.read_signal() {
+            let Ok(sig) = Signal::try_from(i32::try_from(info.ssi_signo).unwrap_or(0)) else {
+                continue;
+            };
+            if sig != Signal::SIGCHLD {
+                // The agent is a session leader: its pid is its group.
+                let _ = nix::sys::signal::kill(Pid::from_raw(-agent.as_raw()), sig);
+            }
+        }
+    }
+}
+
+/// The agent ended: nothing else inside may stay behind.
+fn finish(status: ExitStatus) -> ExitStatus {
+    let _ = nix::sys::signal::kill(Pid::from_raw(-1), Signal::SIGKILL);
+    // Reap what the kill left.
+    while let Ok(s) = nix::sys::wait::waitpid(Pid::from_raw(-1), None) {
+        if matches!(s, WaitStatus::StillAlive) {
+            break;
+        }
+    }
+    status
+}
+
+/// The agent child: returns only on failure.
+fn agent(
+    cfg: &InitConfig,
+    report: &mut File,
+    limits: &crate::LimitsReport,
+    pty: Option<&OwnedFd>,
+) -> WireError {
+    match agent_setup(cfg, report, limits, pty) {
+        Ok(e) | Err(e) => e,
+    }
+}
+
+fn agent_setup(
+    cfg: &InitConfig,
+    report: &mut File,
+    limits: &crate::LimitsReport,
+    pty: Option<&OwnedFd>,
+) -> Result<WireError, WireError> {
+    let spec = &cfg.spec;
+    // A session of its own: the host terminal (if any) is not its
+    // controlling terminal, and signals reach its whole group.
+    nix::unistd::setsid().map_err(|e| setup_err("setsid", e))?;
+    if let Some(slave) = pty {
+        crate::tty::attach(slave).map_err(|e| setup_err("attach the pty", e))?;
+    }
+    // A second user namespace: the agent is `uid` inside, mapped to the
+    // init's root; its namespace owns no mount, so even a capability
+    // regained inside it could not change the view.
+    // The kernel refuses the id maps of a non-dumpable writer (inherited
+    // from the init); execve makes the agent dumpable again anyway, and
+    // it is the untrusted side, not the one to protect.
+    nix::sys::prctl::set_dumpable(true).map_err(|e| setup_err("set dumpable", e))?;
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWUSER)
+        .map_err(|e| setup_err("create the agent's user namespace", e))?;
+    std::fs::write("/proc/self/setgroups", "deny")
+        .map_err(|e| setup_err("write /proc/self/setgroups", e))?;
+    std::fs::write("/proc/self/uid_map", format!("{} 0 1\n", spec.identity.uid))
+        .map_err(|e| setup_err("write /proc/self/uid_map", e))?;
+    std::fs::write("/proc/self/gid_map", format!("{} 0 1\n", spec.identity.gid))
+        .map_err(|e| setup_err("write /proc/self/gid_map", e))?;
+    // Step 5: no capability at all.
+    crate::sys::drop_all_capabilities().map_err(|e| setup_err("drop capabilities", e))?;
+    nix::unistd::chdir(&spec.cwd_inside)
+        .map_err(|e| setup_err(&format!("chdir to {}", spec.cwd_inside.display()), e))?;
+
+    let mut missing = Vec::new();
+    let accepted = |l: Layer| spec.accept_missing.contains(&l);
+
+    // Step 6: Landlock.
+    let ll = crate::landlock_rules::apply(&crate::landlock_rules::Rules {
+        writable: writable_paths(spec),
+        tcp_connect: spec.tcp_connect_ports.clone(),
+        tcp_bind: spec.tcp_bind_ports.clone(),
+    });
+    for (layer, reason) in ll.missing.clone() {
+        if !accepted(layer) {
+            return Err(WireError::Layer { layer, reason });
+        }
+        missing.push((layer, reason));
+    }
+
+    // Step 7: seccomp, the last thing before execve.
+    let seccomp = match crate::seccomp::install() {
+        Ok(()) => true,
+        Err(reason) => {
+            if !accepted(Layer::Seccomp) {
+                return Err(WireError::Layer {
+                    layer: Layer::Seccomp,
+                    reason,
+                });
+            }
+            missing.push((Layer::Seccomp, reason));
+            false
+        }
+    };
+
+    // Step 8: exec.
+    let (program, argv, envp) = exec_args(spec)?;
+    crate::proto::send(
+        report,
+        &Msg::Started {
+            landlock_abi: ll.abi,
+            landlock_fs: ll.fs,
+            landlock_net: ll.net,
+            landlock_scope: ll.scope,
+            seccomp,
+            limits: limits.clone(),
+            missing,
+        },
+    )
+    .map_err(|e| setup_err("report to the supervisor", e))?;
+    let err = match nix::unistd::execve(&program, &argv, &envp) {
+        Ok(never) => match never {},
+        Err(e) => e,
+    };
+    Ok(WireError::Exec {
+        program: program.to_string_lossy().into_owned(),
+        reason: err.desc().to_owned(),
+    })
+}
+
+/// The paths Landlock lets the agent write.
+fn writable_paths(spec: &crate::SandboxSpec) -> Vec<PathBuf> {
+    let mut w: Vec<PathBuf> = ["/tmp", "/var/tmp", "/run", "/dev"]
+        .iter()
+        .map(PathBuf::from)
+        .collect();
+    if !matches!(spec.project_mode, crate::ProjectMode::ReadOnly) {
+        w.push(spec.project.clone());
+    }
+    w.extend(spec.rw_paths.iter().cloned());
+    w
+}
+
+type ExecArgs = (CString, Vec<CString>, Vec<CString>);
+
+fn exec_args(spec: &crate::SandboxSpec) -> Result<ExecArgs, WireError> {
+    let nul = |what: &str| WireError::Exec {
+        program: what.to_owned(),
+        reason: "contains a NUL byte".to_owned(),
+    };
+    let first = spec.argv.first().ok_or_else(|| WireError::Exec {
+        program: String::new(),
+        reason: "empty command".to_owned(),
+    })?;
+    let path_var = spec
+        .env
+        .iter()
+        .find(|(k, _)| k == "PATH")
+        .map(|(_, v)| v.clone());
+    let program = resolve_program(first, path_var.as_deref()).ok_or_else(|| WireError::Exec {
+        program: first.to_string_lossy().into_owned(),
+        reason: "not found in PATH inside the sandbox".to_owned(),
+    })?;
+    let program_c = CString::new(program.as_os_str().as_bytes()).map_err(|_| nul("program"))?;
+    let argv = spec
+        .argv
+        .iter()
+        .map(|a| CString::new(a.as_bytes()).map_err(|_| nul("argument")))
+        .collect::<Result<Vec<_>, _>>()?;
+    let envp = spec
+        .env
+        .iter()
+        .map(|(k, v)| {
+            let mut kv = OsString::from(k);
+            kv.push("=");
+            kv.push(v);
+            CString::new(kv.into_vec()).map_err(|_| nul("environment"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((program_c, argv, envp))
+}
+
+/// `argv[0]` as is when it has a slash, else the first executable match in
+/// `PATH` (the sandbox's, not the supervisor's).
+fn resolve_program(name: &OsStr, path: Option<&OsStr>) -> Option<PathBuf> {
+    if name.as_bytes().contains(&b'/') {
+        return Some(PathBuf::from(name));
+    }
+    let path = path.unwrap_or(OsStr::new("/usr/local/bin:/usr/bin:/bin"));
+    for dir in path.as_bytes().split(|&b| b == b':') {
+        if dir.is_empty() {
+            continue;
+        }
+        let candidate = Path::new(OsStr::from_bytes(dir)).join(name);
+        if nix::unistd::access(&candidate, nix::unistd::AccessFlags::X_OK).is_ok()
+            && candidate.is_file()
+        {
+            return Some(candidate);
+        }
+    }
+    None
+}

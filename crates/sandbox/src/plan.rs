@@ -1,0 +1,993 @@
+//! The mount plan: the sandbox's file-system view as data.
+//!
+//! The supervisor builds a [`Plan`] from the [`SandboxSpec`] and what the
+//! host has ([`HostQuery`]); the sandbox init applies it, before anything
+//! of the agent runs, through the [`Syscalls`] trait. [`LinuxSyscalls`]
+//! makes the real calls, [`RecordingSyscalls`] records them, so that a unit
+//! test checks the plan of a spec without root (youki
+//! `syscall/{syscall,linux,test}.rs`).
+//!
+//! The steps follow bubblewrap's `setup_newroot`: make `/` private, put a
+//! tmpfs on a base directory, `pivot_root` into it with the host's root
+//! under `/oldroot`, build the new root in `/newroot` from binds of
+//! `/oldroot/...`, detach `/oldroot`, then `pivot_root` into `/newroot`.
+#![forbid(unsafe_code)]
+
+use std::cell::RefCell;
+use std::ffi::OsString;
+use std::io;
+use std::path::{Component, Path, PathBuf};
+
+use nix::mount::{MntFlags, MsFlags};
+use serde::{Deserialize, Serialize};
+
+use crate::{ProjectMode, SandboxError, SandboxSpec};
+
+/// Where the init's base tmpfs is mounted before the first `pivot_root`;
+/// the mount namespace is private by then, so the host never sees it.
+pub const BASE: &str = "/tmp";
+/// The host's root after the first `pivot_root`.
+pub const OLDROOT: &str = "/oldroot";
+/// The new root while it is being built.
+pub const NEWROOT: &str = "/newroot";
+/// An empty file and an empty directory on the base tmpfs, bound over
+/// masked files.
+pub const DECOY_FILE: &str = "/decoy/empty";
+
+/// The system directories bound read-only (or recreated as the same
+/// symlink when they are one on the host, as on merged-/usr systems).
+pub const SYSTEM_DIRS: &[&str] = &[
+    "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc", "/opt",
+];
+
+/// Files under the system view that hold host secrets; covered by an empty
+/// read-only file. `/etc/ssh/ssh_host_*` keys are added from the host.
+pub const MASKED_SYSTEM_FILES: &[&str] = &[
+    "/etc/shadow",
+    "/etc/shadow-",
+    "/etc/gshadow",
+    "/etc/gshadow-",
+    "/etc/sudoers",
+    "/etc/security/opasswd",
+];
+
+/// Directories under the system view that hold host secrets; covered by an
+/// empty read-only tmpfs.
+pub const MASKED_SYSTEM_DIRS: &[&str] = &["/etc/sudoers.d"];
+
+/// runc's masked `/proc` files (`libcontainer/specconv/example.go`):
+/// kernel memory, keys, timers and scheduler internals.
+pub const PROC_MASKED_FILES: &[&str] = &[
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/interrupts",
+];
+
+/// runc's masked `/proc` directories.
+pub const PROC_MASKED_DIRS: &[&str] = &["/proc/acpi", "/proc/asound", "/proc/scsi"];
+
+/// runc's read-only `/proc` paths: no kernel setting can be changed.
+pub const PROC_READONLY: &[&str] = &[
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+];
+
+/// Device nodes bound from the host's `/dev`.
+pub const DEVICES: &[&str] = &["null", "zero", "full", "random", "urandom", "tty"];
+
+/// One step of the plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "op")]
+pub enum Op {
+    /// `mount --make-rprivate /`: nothing we mount propagates to the host.
+    MakeRootPrivate,
+    /// A tmpfs at `target`.
+    Tmpfs {
+        /// Where.
+        target: PathBuf,
+        /// Mode of its root.
+        mode: u32,
+        /// Mounted read-only (an empty mask).
+        readonly: bool,
+    },
+    /// `mkdir -p`.
+    Mkdir {
+        /// The directory.
+        path: PathBuf,
+    },
+    /// Creates an empty file (a mount point for a file bind) if missing.
+    CreateFile {
+        /// The file.
+        path: PathBuf,
+    },
+    /// A symlink.
+    Symlink {
+        /// What it points to.
+        target: PathBuf,
+        /// The link.
+        link: PathBuf,
+    },
+    /// A (recursive) bind mount.
+    Bind {
+        /// The source.
+        source: PathBuf,
+        /// The mount point.
+        target: PathBuf,
+        /// With the mounts below the source.
+        recursive: bool,
+    },
+    /// Sets attributes on a mount (and, if recursive, the mounts below).
+    SetAttr {
+        /// The mount.
+        target: PathBuf,
+        /// Also the mounts below.
+        recursive: bool,
+        /// Read-only.
+        readonly: bool,
+        /// nosuid and nodev.
+        nosuid_nodev: bool,
+    },
+    /// overlayfs with the `userxattr` option (mounted inside the user
+    /// namespace, so the upper layer's layout is the same as root and as a
+    /// user).
+    Overlay {
+        /// The real project.
+        lower: PathBuf,
+        /// The session's changes.
+        upper: PathBuf,
+        /// overlayfs's scratch directory.
+        work: PathBuf,
+        /// The mount point.
+        target: PathBuf,
+    },
+    /// A new `proc` for the sandbox's pid namespace.
+    Proc {
+        /// The mount point.
+        target: PathBuf,
+    },
+    /// A new devpts instance (the sandbox's own ptys).
+    Devpts {
+        /// The mount point.
+        target: PathBuf,
+    },
+    /// `chdir`.
+    Chdir {
+        /// The directory.
+        path: PathBuf,
+    },
+    /// `pivot_root(new_root, put_old)`.
+    PivotRoot {
+        /// The new root.
+        new_root: PathBuf,
+        /// Where the old root goes.
+        put_old: PathBuf,
+    },
+    /// `umount2(target, MNT_DETACH)`.
+    Detach {
+        /// The mount.
+        target: PathBuf,
+    },
+}
+
+/// The kind of a host path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Kind {
+    /// A directory.
+    Dir,
+    /// Anything else that can be bound (file, device, socket…).
+    File,
+    /// A symlink with its target.
+    Symlink(PathBuf),
+}
+
+/// What the plan builder asks the host.
+pub trait HostQuery {
+    /// The kind of `path`, without following a final symlink; `None` if
+    /// absent.
+    fn kind(&self, path: &Path) -> Option<Kind>;
+    /// The names in a directory (empty if unreadable).
+    fn list(&self, dir: &Path) -> Vec<OsString>;
+}
+
+/// [`HostQuery`] on the real file system.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct RealHost;
+
+impl HostQuery for RealHost {
+    fn kind(&self, path: &Path) -> Option<Kind> {
+        let meta = std::fs::symlink_metadata(path).ok()?;
+        if meta.file_type().is_symlink() {
+            return std::fs::read_link(path).ok().map(Kind::Symlink);
+        }
+        Some(if meta.is_dir() { Kind::Dir } else { Kind::File })
+    }
+
+    fn list(&self, dir: &Path) -> Vec<OsString> {
+        let Ok(rd) = std::fs::read_dir(dir) else {
+            return Vec::new();
+        };
+        let mut names: Vec<OsString> = rd.filter_map(|e| e.ok().map(|e| e.file_name())).collect();
+        names.sort();
+        names
+    }
+}
+
+/// The mount plan for one sandbox.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Plan {
+    /// The steps, in order.
+    pub ops: Vec<Op>,
+}
+
+/// `/newroot` + an absolute path.
+pub fn in_newroot(path: &Path) -> PathBuf {
+    under(Path::new(NEWROOT), path)
+}
+
+/// `/oldroot` + an absolute path.
+pub fn in_oldroot(path: &Path) -> PathBuf {
+    under(Path::new(OLDROOT), path)
+}
+
+fn under(base: &Path, path: &Path) -> PathBuf {
+    let mut out = base.to_path_buf();
+    for c in path.components() {
+        if let Component::Normal(n) = c {
+            out.push(n);
+        }
+    }
+    out
+}
+
+/// Checks that `path` is absolute and has no `..` or `.` component.
+fn check_abs(what: &str, path: &Path) -> Result<(), SandboxError> {
+    let clean = path.is_absolute()
+        && path
+            .components()
+            .all(|c| matches!(c, Component::RootDir | Component::Normal(_)));
+    if clean {
+        Ok(())
+    } else {
+        Err(SandboxError::Spec(format!(
+            "{what} {} is not an absolute path without `.` or `..`",
+            path.display()
+        )))
+    }
+}
+
+/// Characters overlayfs's option parser treats specially.
+fn check_overlay_path(what: &str, path: &Path) -> Result<(), SandboxError> {
+    if path
+        .as_os_str()
+        .as_encoded_bytes()
+        .iter()
+        .any(|b| matches!(b, b',' | b':' | b'\\'))
+    {
+        return Err(SandboxError::Spec(format!(
+            "{what} {} holds `,`, `:` or `\\`, which overlayfs options cannot carry",
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
+/// A directory or file to make visible inside.
+struct Grant<'a> {
+    path: &'a Path,
+    how: GrantHow<'a>,
+}
+
+enum GrantHow<'a> {
+    Ro,
+    Rw,
+    Overlay { upper: &'a Path, work: &'a Path },
+}
+
+fn depth(p: &Path) -> usize {
+    p.components().count()
+}
+
+impl Plan {
+    /// Builds the plan for `spec` on a host described by `host`.
+    ///
+    /// The spec's paths must be absolute and canonical (the supervisor
+    /// canonicalises them); each grant must exist.
+    pub fn build(spec: &SandboxSpec, host: &dyn HostQuery) -> Result<Plan, SandboxError> {
+        let mut ops = Vec::new();
+        let nr = in_newroot;
+
+        // Base: a private tmpfs, pivot into it, host root under /oldroot.
+        ops.push(Op::MakeRootPrivate);
+        ops.push(Op::Tmpfs {
+            target: BASE.into(),
+            mode: 0o755,
+            readonly: false,
+        });
+        ops.push(Op::Mkdir {
+            path: under(Path::new(BASE), Path::new(OLDROOT)),
+        });
+        ops.push(Op::Mkdir {
+            path: under(Path::new(BASE), Path::new(NEWROOT)),
+        });
+        ops.push(Op::Chdir { path: BASE.into() });
+        ops.push(Op::PivotRoot {
+            new_root: BASE.into(),
+            put_old: under(Path::new(BASE), Path::new(OLDROOT)),
+        });
+        ops.push(Op::Chdir { path: "/".into() });
+        ops.push(Op::Mkdir {
+            path: "/decoy".into(),
+        });
+        ops.push(Op::CreateFile {
+            path: DECOY_FILE.into(),
+        });
+        ops.push(Op::Tmpfs {
+            target: NEWROOT.into(),
+            mode: 0o755,
+            readonly: false,
+        });
+
+        // The system, read-only.
+        for dir in SYSTEM_DIRS {
+            let p = Path::new(dir);
+            match host.kind(p) {
+                Some(Kind::Symlink(t)) => ops.push(Op::Symlink {
+                    target: t,
+                    link: nr(p),
+                }),
+                Some(Kind::Dir) => {
+                    ops.push(Op::Mkdir { path: nr(p) });
+                    ops.push(Op::Bind {
+                        source: in_oldroot(p),
+                        target: nr(p),
+                        recursive: true,
+                    });
+                    ops.push(Op::SetAttr {
+                        target: nr(p),
+                        recursive: true,
+                        readonly: true,
+                        nosuid_nodev: true,
+                    });
+                }
+                Some(Kind::File) | None => {}
+            }
+        }
+        // Host secrets inside the system view.
+        let mut masked_files: Vec<PathBuf> =
+            MASKED_SYSTEM_FILES.iter().map(PathBuf::from).collect();
+        for name in host.list(Path::new("/etc/ssh")) {
+            if name.as_encoded_bytes().starts_with(b"ssh_host_") {
+                masked_files.push(Path::new("/etc/ssh").join(name));
+            }
+        }
+        for f in &masked_files {
+            if host.kind(f) == Some(Kind::File) {
+                ops.extend(mask_file(&nr(f)));
+            }
+        }
+        for d in MASKED_SYSTEM_DIRS {
+            if host.kind(Path::new(d)) == Some(Kind::Dir) {
+                ops.push(Op::Tmpfs {
+                    target: nr(Path::new(d)),
+                    mode: 0o755,
+                    readonly: true,
+                });
+            }
+        }
+
+        // /proc of the sandbox's pid namespace, with runc's masks.
+        ops.push(Op::Mkdir {
+            path: nr(Path::new("/proc")),
+        });
+        ops.push(Op::Proc {
+            target: nr(Path::new("/proc")),
+        });
+        for f in PROC_MASKED_FILES {
+            if host.kind(Path::new(f)) == Some(Kind::File) {
+                ops.extend(mask_file(&nr(Path::new(f))));
+            }
+        }
+        for d in PROC_MASKED_DIRS {
+            if host.kind(Path::new(d)) == Some(Kind::Dir) {
+                ops.push(Op::Tmpfs {
+                    target: nr(Path::new(d)),
+                    mode: 0o555,
+                    readonly: true,
+                });
+            }
+        }
+        for p in PROC_READONLY {
+            if host.kind(Path::new(p)).is_some() {
+                let t = nr(Path::new(p));
+                ops.push(Op::Bind {
+                    source: t.clone(),
+                    target: t.clone(),
+                    recursive: true,
+                });
+                ops.push(Op::SetAttr {
+                    target: t,
+                    recursive: true,
+                    readonly: true,
+                    nosuid_nodev: true,
+                });
+            }
+        }
+
+        // A minimal /dev.
+        let dev = nr(Path::new("/dev"));
+        ops.push(Op::Mkdir { path: dev.clone() });
+        ops.push(Op::Tmpfs {
+            target: dev.clone(),
+            mode: 0o755,
+            readonly: false,
+        });
+        for d in DEVICES {
+            let host_dev = Path::new("/dev").join(d);
+            if host.kind(&host_dev) == Some(Kind::File) {
+                let t = dev.join(d);
+                ops.push(Op::CreateFile { path: t.clone() });
+                ops.push(Op::Bind {
+                    source: in_oldroot(&host_dev),
+                    target: t.clone(),
+                    recursive: false,
+                });
+                ops.push(Op::SetAttr {
+                    target: t,
+                    recursive: false,
+                    readonly: false,
+                    nosuid_nodev: false,
+                });
+            }
+        }
+        ops.push(Op::Mkdir {
+            path: dev.join("pts"),
+        });
+        ops.push(Op::Devpts {
+            target: dev.join("pts"),
+        });
+        ops.push(Op::Symlink {
+            target: "pts/ptmx".into(),
+            link: dev.join("ptmx"),
+        });
+        ops.push(Op::Symlink {
+            target: "/proc/self/fd".into(),
+            link: dev.join("fd"),
+        });
+        for (i, name) in ["stdin", "stdout", "stderr"].iter().enumerate() {
+            ops.push(Op::Symlink {
+                target: format!("/proc/self/fd/{i}").into(),
+                link: dev.join(name),
+            });
+        }
+        ops.push(Op::Mkdir {
+            path: dev.join("shm"),
+        });
+        ops.push(Op::Tmpfs {
+            target: dev.join("shm"),
+            mode: 0o1777,
+            readonly: false,
+        });
+
+        // Private /tmp, /run, /var/tmp: no host unix socket is reachable.
+        for d in ["/tmp", "/run", "/var/tmp"] {
+            ops.push(Op::Mkdir {
+                path: nr(Path::new(d)),
+            });
+            ops.push(Op::Tmpfs {
+                target: nr(Path::new(d)),
+                mode: 0o1777,
+                readonly: false,
+            });
+        }
+        ops.push(Op::Symlink {
+            target: "../run".into(),
+            link: nr(Path::new("/var/run")),
+        });
+
+        // Home: an empty tmpfs, made read-only once the grants are in.
+        check_abs("home", &spec.home)?;
+        let home = nr(&spec.home);
+        ops.push(Op::Mkdir { path: home.clone() });
+        ops.push(Op::Tmpfs {
+            target: home.clone(),
+            mode: 0o755,
+            readonly: false,
+        });
+
+        // Grants: the project and the extra paths, parents first.
+        check_abs("project", &spec.project)?;
+        let mut grants: Vec<Grant<'_>> = Vec::new();
+        grants.push(Grant {
+            path: &spec.project,
+            how: match &spec.project_mode {
+                ProjectMode::ReadOnly => GrantHow::Ro,
+                ProjectMode::ReadWrite => GrantHow::Rw,
+                ProjectMode::Overlay { upper, work } => {
+                    check_abs("overlay upper dir", upper)?;
+                    check_abs("overlay work dir", work)?;
+                    check_overlay_path("project", &spec.project)?;
+                    check_overlay_path("overlay upper dir", upper)?;
+                    check_overlay_path("overlay work dir", work)?;
+                    GrantHow::Overlay { upper, work }
+                }
+            },
+        });
+        for p in &spec.ro_paths {
+            check_abs("read-only path", p)?;
+            grants.push(Grant {
+                path: p,
+                how: GrantHow::Ro,
+            });
+        }
+        for p in &spec.rw_paths {
+            check_abs("read-write path", p)?;
+            grants.push(Grant {
+                path: p,
+                how: GrantHow::Rw,
+            });
+        }
+        grants.sort_by_key(|g| depth(g.path));
+        for g in &grants {
+            let kind = host.kind(g.path).ok_or_else(|| {
+                SandboxError::Spec(format!("granted path {} does not exist", g.path.display()))
+            })?;
+            let t = nr(g.path);
+            match kind {
+                Kind::Dir => ops.push(Op::Mkdir { path: t.clone() }),
+                Kind::File => {
+                    if let Some(parent) = t.parent() {
+                        ops.push(Op::Mkdir {
+                            path: parent.to_path_buf(),
+                        });
+                    }
+                    ops.push(Op::CreateFile { path: t.clone() });
+                }
+                Kind::Symlink(_) => {
+                    return Err(SandboxError::Spec(format!(
+                        "granted path {} is a symlink; pass its canonical path",
+                        g.path.display()
+                    )));
+                }
+            }
+            match g.how {
+                GrantHow::Ro => {
+                    ops.push(Op::Bind {
+                        source: in_oldroot(g.path),
+                        target: t.clone(),
+                        recursive: true,
+                    });
+                    ops.push(Op::SetAttr {
+                        target: t,
+                        recursive: true,
+                        readonly: true,
+                        nosuid_nodev: true,
+                    });
+                }
+                GrantHow::Rw => {
+                    ops.push(Op::Bind {
+                        source: in_oldroot(g.path),
+                        target: t.clone(),
+                        recursive: true,
+                    });
+                    ops.push(Op::SetAttr {
+                        target: t,
+                        recursive: true,
+                        readonly: false,
+                        nosuid_nodev: true,
+                    });
+                }
+                GrantHow::Overlay { upper, work } => {
+                    ops.push(Op::Overlay {
+                        lower: in_oldroot(g.path),
+                        upper: in_oldroot(upper),
+                        work: in_oldroot(work),
+                        target: t.clone(),
+                    });
+                    ops.push(Op::SetAttr {
+                        target: t,
+                        recursive: false,
+                        readonly: false,
+                        nosuid_nodev: true,
+                    });
+                }
+            }
+        }
+
+        // Hidden paths: an empty decoy where the path is visible inside.
+        let visible_roots: Vec<&Path> = std::iter::once(spec.home.as_path())
+            .chain(grants.iter().map(|g| g.path))
+            .chain(SYSTEM_DIRS.iter().map(Path::new))
+            .collect();
+        let mut hidden = spec.hidden.clone();
+        hidden.sort_by_key(|p| depth(p));
+        for h in &hidden {
+            check_abs("hidden path", h)?;
+            if !visible_roots.iter().any(|r| h.starts_with(r)) {
+                continue;
+            }
+            let t = nr(h);
+            match host.kind(h) {
+                Some(Kind::Dir) => {
+                    ops.push(Op::Mkdir { path: t.clone() });
+                    ops.push(Op::Tmpfs {
+                        target: t,
+                        mode: 0o755,
+                        readonly: true,
+                    });
+                }
+                Some(Kind::File) => {
+                    if let Some(parent) = t.parent() {
+                        ops.push(Op::Mkdir {
+                            path: parent.to_path_buf(),
+                        });
+                    }
+                    ops.push(Op::CreateFile { path: t.clone() });
+                    ops.extend(mask_file(&t));
+                }
+                // A symlink is not followed: it would point the decoy at
+                // a path of the caller's choosing. Absent: nothing to hide.
+                Some(Kind::Symlink(_)) | None => {}
+            }
+        }
+
+        // Seal: home and the root tmpfs read-only.
+        ops.push(Op::SetAttr {
+            target: home,
+            recursive: false,
+            readonly: true,
+            nosuid_nodev: true,
+        });
+        ops.push(Op::SetAttr {
+            target: NEWROOT.into(),
+            recursive: false,
+            readonly: true,
+            nosuid_nodev: true,
+        });
+
+        // Detach the host's root, then make /newroot the root.
+        ops.push(Op::Detach {
+            target: OLDROOT.into(),
+        });
+        ops.push(Op::Chdir {
+            path: NEWROOT.into(),
+        });
+        ops.push(Op::PivotRoot {
+            new_root: ".".into(),
+            put_old: ".".into(),
+        });
+        ops.push(Op::Detach { target: ".".into() });
+        ops.push(Op::Chdir { path: "/".into() });
+        Ok(Plan { ops })
+    }
+
+    /// Applies the plan. The error names the step.
+    pub fn apply(&self, sys: &dyn Syscalls) -> Result<(), SandboxError> {
+        for op in &self.ops {
+            apply_op(op, sys).map_err(|e| SandboxError::Setup {
+                step: describe(op),
+                reason: e.to_string(),
+            })?;
+        }
+        Ok(())
+    }
+}
+
+fn mask_file(target: &Path) -> [Op; 2] {
+    [
+        Op::Bind {
+            source: DECOY_FILE.into(),
+            target: target.to_path_buf(),
+            recursive: false,
+        },
+        Op::SetAttr {
+            target: target.to_path_buf(),
+            recursive: false,
+            readonly: true,
+            nosuid_nodev: true,
+        },
+    ]
+}
+
+/// A one-line description of a step, for errors.
+pub fn describe(op: &Op) -> String {
+    match op {
+        Op::MakeRootPrivate => "make / rprivate".to_owned(),
+        Op::Tmpfs { target, .. } => format!("mount tmpfs on {}", target.display()),
+        Op::Mkdir { path } => format!("create directory {}", path.display()),
+        Op::CreateFile { path } => format!("create mount point {}", path.display()),
+        Op::Symlink { target, link } => {
+            format!("create symlink {} -> {}", link.display(), target.display())
+        }
+        Op::Bind { source, target, .. } => {
+            format!("bind {} on {}", source.display(), target.display())
+        }
+        Op::SetAttr { target, .. } => format!("set mount attributes of {}", target.display()),
+        Op::Overlay { lower, target, .. } => {
+            format!(
+                "mount overlay of {} on {}",
+                lower.display(),
+                target.display()
+            )
+        }
+        Op::Proc { target } => format!("mount proc on {}", target.display()),
+        Op::Devpts { target } => format!("mount devpts on {}", target.display()),
+        Op::Chdir { path } => format!("chdir to {}", path.display()),
+        Op::PivotRoot { new_root, .. } => format!("pivot_root into {}", new_root.display()),
+        Op::Detach { target } => format!("detach {}", target.display()),
+    }
+}
+
+fn apply_op(op: &Op, sys: &dyn Syscalls) -> io::Result<()> {
+    match op {
+        Op::MakeRootPrivate => sys.mount(
+            None,
+            Path::new("/"),
+            None,
+            MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+            None,
+        ),
+        Op::Tmpfs {
+            target,
+            mode,
+            readonly,
+        } => {
+            let mut flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
+            if *readonly {
+                flags |= MsFlags::MS_RDONLY;
+            }
+            let data = format!("mode={mode:o}");
+            sys.mount(
+                Some(Path::new("tmpfs")),
+                target,
+                Some("tmpfs"),
+                flags,
+                Some(&data),
+            )
+        }
+        Op::Mkdir { path } => sys.mkdir_all(path),
+        Op::CreateFile { path } => sys.create_file(path),
+        Op::Symlink { target, link } => sys.symlink(target, link),
+        Op::Bind {
+            source,
+            target,
+            recursive,
+        } => {
+            let mut flags = MsFlags::MS_BIND;
+            if *recursive {
+                flags |= MsFlags::MS_REC;
+            }
+            sys.mount(Some(source), target, None, flags, None)
+        }
+        Op::SetAttr {
+            target,
+            recursive,
+            readonly,
+            nosuid_nodev,
+        } => {
+            let mut set = 0;
+            if *readonly {
+                set |= crate::sys::MOUNT_ATTR_RDONLY;
+            }
+            if *nosuid_nodev {
+                set |= crate::sys::MOUNT_ATTR_NOSUID | crate::sys::MOUNT_ATTR_NODEV;
+            }
+            sys.mount_setattr(target, *recursive, set)
+        }
+        Op::Overlay {
+            lower,
+            upper,
+            work,
+            target,
+        } => {
+            let data = format!(
+                "lowerdir={},upperdir={},workdir={},userxattr",
+                lower.display(),
+                upper.display(),
+                work.display()
+            );
+            sys.mount(
+                Some(Path::new("overlay")),
+                target,
+                Some("overlay"),
+                MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+                Some(&data),
+            )
+        }
+        Op::Proc { target } => sys.mount(
+            Some(Path::new("proc")),
+            target,
+            Some("proc"),
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+            None,
+        ),
+        Op::Devpts { target } => sys.mount(
+            Some(Path::new("devpts")),
+            target,
+            Some("devpts"),
+            MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+            Some("newinstance,ptmxmode=0666,mode=620"),
+        ),
+        Op::Chdir { path } => sys.chdir(path),
+        Op::PivotRoot { new_root, put_old } => sys.pivot_root(new_root, put_old),
+        Op::Detach { target } => sys.umount_detach(target),
+    }
+}
+
+/// The system calls a plan needs.
+pub trait Syscalls {
+    /// mount(2).
+    fn mount(
+        &self,
+        source: Option<&Path>,
+        target: &Path,
+        fstype: Option<&str>,
+        flags: MsFlags,
+        data: Option<&str>,
+    ) -> io::Result<()>;
+    /// mount_setattr(2) setting `set` (MOUNT_ATTR_* bits).
+    fn mount_setattr(&self, target: &Path, recursive: bool, set: u64) -> io::Result<()>;
+    /// umount2(2) with MNT_DETACH.
+    fn umount_detach(&self, target: &Path) -> io::Result<()>;
+    /// pivot_root(2).
+    fn pivot_root(&self, new_root: &Path, put_old: &Path) -> io::Result<()>;
+    /// chdir(2).
+    fn chdir(&self, path: &Path) -> io::Result<()>;
+    /// `mkdir -p`.
+    fn mkdir_all(&self, path: &Path) -> io::Result<()>;
+    /// Creates an empty file if none exists.
+    fn create_file(&self, path: &Path) -> io::Result<()>;
+    /// symlink(2).
+    fn symlink(&self, target: &Path, link: &Path) -> io::Result<()>;
+}
+
+/// The real system calls.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct LinuxSyscalls;
+
+impl Syscalls for LinuxSyscalls {
+    fn mount(
+        &self,
+        source: Option<&Path>,
+        target: &Path,
+        fstype: Option<&str>,
+        flags: MsFlags,
+        data: Option<&str>,
+    ) -> io::Result<()> {
+        tracing::debug!(?source, ?target, ?fstype, ?flags, ?data, "mount");
+        nix::mount::mount(source, target, fstype, flags, data).map_err(io::Error::from)
+    }
+
+    fn mount_setattr(&self, target: &Path, recursive: bool, set: u64) -> io::Result<()> {
+        tracing::debug!(?target, recursive, set, "mount_setattr");
+        crate::sys::mount_setattr(target, recursive, set, 0)
+    }
+
+    fn umount_detach(&self, target: &Path) -> io::Result<()> {
+        tracing::debug!(?target, "umount2 MNT_DETACH");
+        nix::mount::umount2(target, MntFlags::MNT_DETACH).map_err(io::Error::from)
+    }
+
+    fn pivot_root(&self, new_root: &Path, put_old: &Path) -> io::Result<()> {
+        tracing::debug!(?new_root, ?put_old, "pivot_root");
+        nix::unistd::pivot_root(new_root, put_old).map_err(io::Error::from)
+    }
+
+    fn chdir(&self, path: &Path) -> io::Result<()> {
+        nix::unistd::chdir(path).map_err(io::Error::from)
+    }
+
+    fn mkdir_all(&self, path: &Path) -> io::Result<()> {
+        match std::fs::create_dir_all(path) {
+            Ok(()) => Ok(()),
+            // A read-only parent still holds an existing directory.
+            Err(e) if path.is_dir() => {
+                let _ = e;
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn create_file(&self, path: &Path) -> io::Result<()> {
+        if std::fs::symlink_metadata(path).is_ok() {
+            return Ok(());
+        }
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(path)
+            .map(drop)
+    }
+
+    fn symlink(&self, target: &Path, link: &Path) -> io::Result<()> {
+        std::os::unix::fs::symlink(target, link)
+    }
+}
+
+/// Records the calls instead of making them, for unit tests.
+#[derive(Debug, Default)]
+pub struct RecordingSyscalls {
+    calls: RefCell<Vec<String>>,
+    /// A call whose description starts with this string fails with EPERM
+    /// (fault injection).
+    pub fail_on: Option<String>,
+}
+
+impl RecordingSyscalls {
+    /// The calls made so far, one line each.
+    pub fn calls(&self) -> Vec<String> {
+        self.calls.borrow().clone()
+    }
+
+    fn record(&self, line: String) -> io::Result<()> {
+        let fail = self.fail_on.as_deref().is_some_and(|f| line.starts_with(f));
+        self.calls.borrow_mut().push(line);
+        if fail {
+            Err(io::Error::from_raw_os_error(libc::EPERM))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl Syscalls for RecordingSyscalls {
+    fn mount(
+        &self,
+        source: Option<&Path>,
+        target: &Path,
+        fstype: Option<&str>,
+        flags: MsFlags,
+        data: Option<&str>,
+    ) -> io::Result<()> {
+        self.record(format!(
+            "mount {} {} {} {:?} {}",
+            source.map_or("-".into(), |s| s.display().to_string()),
+            target.display(),
+            fstype.unwrap_or("-"),
+            flags,
+            data.unwrap_or("-")
+        ))
+    }
+
+    fn mount_setattr(&self, target: &Path, recursive: bool, set: u64) -> io::Result<()> {
+        self.record(format!(
+            "setattr {} rec={recursive} set={set:#x}",
+            target.display()
+        ))
+    }
+
+    fn umount_detach(&self, target: &Path) -> io::Result<()> {
+        self.record(format!("detach {}", target.display()))
+    }
+
+    fn pivot_root(&self, new_root: &Path, put_old: &Path) -> io::Result<()> {
+        self.record(format!(
+            "pivot_root {} {}",
+            new_root.display(),
+            put_old.display()
+        ))
+    }
+
+    fn chdir(&self, path: &Path) -> io::Result<()> {
+        self.record(format!("chdir {}", path.display()))
+    }
+
+    fn mkdir_all(&self, path: &Path) -> io::Result<()> {
+        self.record(format!("mkdir {}", path.display()))
+    }
+
+    fn create_file(&self, path: &Path) -> io::Result<()> {
+        self.record(format!("touch {}", path.display()))
+    }
+
+    fn symlink(&self, target: &Path, link: &Path) -> io::Result<()> {
+        self.record(format!("symlink {} {}", link.display(), target.display()))
+    }
+}

@@ -1,0 +1,640 @@
+//! The supervisor side of a run: outside the wall.
+#![forbid(unsafe_code)]
+
+use std::ffi::CString;
+use std::fs::File;
+use std::io::{BufReader, Seek, Write};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use nix::fcntl::OFlag;
+use nix::poll::{PollFd, PollFlags, PollTimeout};
+use nix::sched::CloneFlags;
+use nix::sys::signal::{SigHandler, Signal};
+use nix::sys::wait::WaitStatus;
+use nix::unistd::Pid;
+
+use crate::plan::{Plan, RealHost};
+use crate::proto::{InitConfig, Msg, TtyConfig};
+use crate::{
+    ExitStatus, INIT_ARG, Layer, LayerReport, RunOutcome, SandboxError, SandboxSpec,
+    SupervisorHooks,
+};
+
+fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> SandboxError {
+    let what = what.into();
+    move |source| SandboxError::Io { what, source }
+}
+
+fn nix_err(what: impl Into<String>) -> impl FnOnce(nix::errno::Errno) -> SandboxError {
+    let what = what.into();
+    move |e| SandboxError::Io {
+        what,
+        source: e.into(),
+    }
+}
+
+/// Canonical form of a path the spec names.
+fn canonical(what: &'static str, p: &Path) -> Result<PathBuf, SandboxError> {
+    std::fs::canonicalize(p).map_err(|source| SandboxError::Open {
+        what,
+        path: p.to_path_buf(),
+        source,
+    })
+}
+
+/// The spec with canonical paths (binds of `/oldroot/...` must not meet a
+/// symlink, whose absolute target would resolve in the wrong root).
+fn canonical_spec(spec: &SandboxSpec) -> Result<SandboxSpec, SandboxError> {
+    if spec.argv.is_empty() {
+        return Err(SandboxError::Spec("the command is empty".to_owned()));
+    }
+    if spec.identity.host_uid == 0 || spec.identity.host_gid == 0 {
+        return Err(SandboxError::Spec(
+            "the agent must not run as host uid or gid 0".to_owned(),
+        ));
+    }
+    let mut s = spec.clone();
+    s.project = canonical("project", &spec.project)?;
+    if s.cwd_inside == spec.project {
+        s.cwd_inside = s.project.clone();
+    }
+    s.project_mode = match &spec.project_mode {
+        crate::ProjectMode::Overlay { upper, work } => crate::ProjectMode::Overlay {
+            upper: canonical("overlay upper dir", upper)?,
+            work: canonical("overlay work dir", work)?,
+        },
+        other => other.clone(),
+    };
+    s.ro_paths = spec
+        .ro_paths
+        .iter()
+        .map(|p| canonical("read-only path", p))
+        .collect::<Result<_, _>>()?;
+    s.rw_paths = spec
+        .rw_paths
+        .iter()
+        .map(|p| canonical("read-write path", p))
+        .collect::<Result<_, _>>()?;
+    // The home need not exist (a CI user may have none): keep it as given.
+    s.home = std::fs::canonicalize(&spec.home).unwrap_or_else(|_| spec.home.clone());
+    // A hidden path is hidden where it really is.
+    s.hidden = spec
+        .hidden
+        .iter()
+        .filter_map(|p| std::fs::canonicalize(p).ok())
+        .collect();
+    Ok(s)
+}
+
+/// Kills and reaps the init if the run stops early.
+struct InitGuard {
+    pid: Option<Pid>,
+}
+
+impl Drop for InitGuard {
+    fn drop(&mut self) {
+        if let Some(pid) = self.pid.take() {
+            let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
+            let _ = nix::sys::wait::waitpid(pid, None);
+        }
+    }
+}
+
+/// Restores SIGINT/SIGQUIT after the run.
+struct IgnoreInterrupts {
+    saved: Vec<(Signal, nix::sys::signal::SigAction)>,
+}
+
+impl IgnoreInterrupts {
+    /// Like system(3): while the sandbox runs, ^C and ^\ from the terminal
+    /// are for the command inside (its init forwards them), not for the
+    /// supervisor. SIGTERM still ends the supervisor, and the sandbox with
+    /// it.
+    fn new() -> IgnoreInterrupts {
+        let ignore = nix::sys::signal::SigAction::new(
+            SigHandler::SigIgn,
+            nix::sys::signal::SaFlags::empty(),
+            nix::sys::signal::SigSet::empty(),
+        );
+        let mut saved = Vec::new();
+        for s in [Signal::SIGINT, Signal::SIGQUIT] {
+            if let Ok(old) = crate::sys::sigaction_ignore(s, &ignore) {
+                saved.push((s, old));
+            }
+        }
+        IgnoreInterrupts { saved }
+    }
+}
+
+impl Drop for IgnoreInterrupts {
+    fn drop(&mut self) {
+        for (s, old) in &self.saved {
+            let _ = crate::sys::sigaction_restore(*s, old);
+        }
+    }
+}
+
+/// Runs `spec.argv` inside the wall and waits for it.
+///
+/// Blocks the calling thread until the command and everything it started
+/// inside have ended. The sandbox's parent-death signal follows the
+/// *thread* that created it, so this thread must live for the whole run:
+/// call `run` from a thread that does nothing else (not from a pooled
+/// async worker that may be retired). If the process dies, however it
+/// dies, the sandbox dies with it.
+///
+/// The binary that calls `run` must dispatch [`crate::init_if_requested`]
+/// at the start of `main`: the sandbox init is this same executable.
+pub fn run(
+    spec: &SandboxSpec,
+    hooks: &mut dyn SupervisorHooks,
+) -> Result<RunOutcome, SandboxError> {
+    let spec = canonical_spec(spec)?;
+    let plan = Plan::build(&spec, &RealHost)?;
+    let accepted = |l: Layer| spec.accept_missing.contains(&l);
+    let mut missing = Vec::new();
+
+    // Limits that the supervisor enforces (cgroups).
+    let name = format!("blastwall-{}-{}", std::process::id(), unique());
+    let limits = crate::limits::setup(&spec.limits, &name);
+    let cgroups = CgroupGuard(limits.cgroups);
+    if let Some((layer, reason)) = limits.missing {
+        if !accepted(layer) {
+            return Err(SandboxError::Layer { layer, reason });
+        }
+        missing.push((layer, reason));
+    }
+    if spec.limits.overlay_bytes.is_some() && !accepted(Layer::Cgroup) {
+        return Err(SandboxError::Layer {
+            layer: Layer::Cgroup,
+            reason: "an overlay size limit is not enforced yet by this build".to_owned(),
+        });
+    }
+
+    // Pipes: start/lifeline (supervisor writes), report (init writes).
+    let (sync_read, sync_write) =
+        nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(nix_err("cannot create the start pipe"))?;
+    let (report_read, report_write) =
+        nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(nix_err("cannot create the report pipe"))?;
+    let tty_pair = if spec.tty {
+        let (a, b) = nix::sys::socket::socketpair(
+            nix::sys::socket::AddressFamily::Unix,
+            nix::sys::socket::SockType::Stream,
+            None,
+            nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+        )
+        .map_err(nix_err("cannot create the pty socket"))?;
+        Some((a, b))
+    } else {
+        None
+    };
+    let (rows, cols) = crate::tty::host_size();
+
+    let cfg = InitConfig {
+        spec: spec.clone(),
+        plan,
+        report_fd: report_write.as_raw_fd(),
+        lifeline_fd: sync_read.as_raw_fd(),
+        limits: limits.report.clone(),
+        nproc_rlimit: limits.nproc_rlimit,
+        tty: tty_pair.as_ref().map(|(_, inside)| TtyConfig {
+            socket_fd: inside.as_raw_fd(),
+            rows,
+            cols,
+        }),
+    };
+    let config = config_memfd(&cfg)?;
+
+    let mut keep = vec![
+        config.as_raw_fd(),
+        report_write.as_raw_fd(),
+        sync_read.as_raw_fd(),
+    ];
+    if let Some((_, inside)) = &tty_pair {
+        keep.push(inside.as_raw_fd());
+    }
+    let exe =
+        CString::new("/proc/self/exe").map_err(|_| SandboxError::Spec("exe path".to_owned()))?;
+    let argv = vec![
+        CString::new("blastwall-init").map_err(|_| SandboxError::Spec("argv".to_owned()))?,
+        CString::new(INIT_ARG).map_err(|_| SandboxError::Spec("argv".to_owned()))?,
+        CString::new(config.as_raw_fd().to_string())
+            .map_err(|_| SandboxError::Spec("argv".to_owned()))?,
+    ];
+    let prepared = crate::sys::PreparedExec::new(
+        exe,
+        argv,
+        Vec::new(),
+        sync_read.as_raw_fd(),
+        sync_write.as_raw_fd(),
+        keep,
+        nix::unistd::geteuid().is_root(),
+    );
+
+    // Step 2: the namespaces.
+    let mut flags = CloneFlags::CLONE_NEWUSER
+        | CloneFlags::CLONE_NEWNS
+        | CloneFlags::CLONE_NEWPID
+        | CloneFlags::CLONE_NEWNET
+        | CloneFlags::CLONE_NEWIPC
+        | CloneFlags::CLONE_NEWUTS
+        | CloneFlags::CLONE_NEWCGROUP;
+    let pid = match crate::sys::clone_into_namespaces(flags.bits(), &prepared) {
+        Ok(pid) => pid,
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) && accepted(Layer::CgroupNamespace) => {
+            flags.remove(CloneFlags::CLONE_NEWCGROUP);
+            missing.push((
+                Layer::CgroupNamespace,
+                "the kernel refused CLONE_NEWCGROUP".to_owned(),
+            ));
+            crate::sys::clone_into_namespaces(flags.bits(), &prepared)
+                .map_err(|source| SandboxError::Namespaces { source })?
+        }
+        Err(source) => return Err(SandboxError::Namespaces { source }),
+    };
+    let mut guard = InitGuard { pid: Some(pid) };
+    drop(prepared);
+    drop(report_write);
+    drop(config);
+    let tty_sock = tty_pair.map(|(outside, inside)| {
+        drop(inside);
+        outside
+    });
+
+    write_id_maps(pid, &spec.identity)?;
+    cgroups
+        .0
+        .attach(pid.as_raw())
+        .map_err(|reason| SandboxError::Layer {
+            layer: Layer::Cgroup,
+            reason,
+        })?;
+    hooks
+        .netns_ready(pid.as_raw())
+        .map_err(SandboxError::Hook)?;
+
+    // Start. The write end stays open until we return: it is the lifeline.
+    let mut sync_file = File::from(sync_write);
+    sync_file
+        .write_all(b"g")
+        .map_err(io_err("cannot start the sandbox init"))?;
+    drop(sync_read);
+
+    let _interrupts = IgnoreInterrupts::new();
+    let mut reader = BufReader::new(File::from(report_read));
+    let mut started: Option<Msg> = None;
+    let mut failure: Option<SandboxError> = None;
+    let mut exited: Option<ExitStatus> = None;
+
+    if let Some(sock) = tty_sock {
+        // Relay the pty while reading the reports.
+        relay_tty(&sock, &mut reader, &mut started, &mut failure, &mut exited)?;
+    } else {
+        read_reports(&mut reader, &mut started, &mut failure, &mut exited)?;
+    }
+
+    // The init ends after the report pipe closes.
+    let wait =
+        nix::sys::wait::waitpid(pid, None).map_err(nix_err("cannot wait for the sandbox init"))?;
+    guard.pid = None;
+    drop(sync_file);
+    let oom = cgroups.0.oom_killed();
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    let Some(Msg::Started {
+        landlock_abi,
+        landlock_fs,
+        landlock_net,
+        landlock_scope,
+        seccomp,
+        limits: lim,
+        missing: inside_missing,
+    }) = started
+    else {
+        return Err(SandboxError::InitDied(format!("{wait:?}")));
+    };
+    let status = match exited {
+        Some(s) => s,
+        None => return Err(SandboxError::InitDied(format!("{wait:?}"))),
+    };
+    missing.extend(inside_missing);
+    let mut namespaces = vec!["user", "mnt", "pid", "net", "ipc", "uts"];
+    if flags.contains(CloneFlags::CLONE_NEWCGROUP) {
+        namespaces.push("cgroup");
+    }
+    Ok(RunOutcome {
+        status,
+        layers: LayerReport {
+            namespaces: namespaces.into_iter().map(str::to_owned).collect(),
+            landlock_abi,
+            landlock_fs,
+            landlock_net,
+            landlock_scope,
+            seccomp,
+            limits: lim,
+            missing,
+            identity: Some(spec.identity.clone()),
+        },
+        memory_limit_hit: oom,
+    })
+}
+
+fn unique() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::Relaxed)
+}
+
+struct CgroupGuard(crate::limits::Cgroups);
+
+impl Drop for CgroupGuard {
+    fn drop(&mut self) {
+        self.0.remove();
+    }
+}
+
+fn config_memfd(cfg: &InitConfig) -> Result<OwnedFd, SandboxError> {
+    let fd = nix::sys::memfd::memfd_create(
+        c"blastwall-init-config",
+        nix::sys::memfd::MFdFlags::MFD_CLOEXEC,
+    )
+    .map_err(nix_err("cannot create the init config memfd"))?;
+    let mut f = File::from(fd);
+    let json = serde_json::to_vec(cfg)
+        .map_err(|e| SandboxError::Spec(format!("cannot serialise the init config: {e}")))?;
+    f.write_all(&json)
+        .map_err(io_err("cannot write the init config"))?;
+    f.rewind()
+        .map_err(io_err("cannot rewind the init config"))?;
+    Ok(OwnedFd::from(f))
+}
+
+/// The outer user namespace: its root is the host uid/gid of the identity.
+fn write_id_maps(pid: Pid, id: &crate::Identity) -> Result<(), SandboxError> {
+    let proc = PathBuf::from(format!("/proc/{}", pid.as_raw()));
+    let w = |file: &str, text: String| -> Result<(), SandboxError> {
+        std::fs::write(proc.join(file), text).map_err(io_err(format!(
+            "cannot write {}",
+            proc.join(file).display()
+        )))
+    };
+    w("uid_map", format!("0 {} 1\n", id.host_uid))?;
+    if !nix::unistd::geteuid().is_root() {
+        // An unprivileged writer may map its own gid only after denying
+        // setgroups (user_namespaces(7)).
+        w("setgroups", "deny".to_owned())?;
+    }
+    w("gid_map", format!("0 {} 1\n", id.host_gid))?;
+    Ok(())
+}
+
+fn take_msg(
+    msg: Msg,
+    started: &mut Option<Msg>,
+    failure: &mut Option<SandboxError>,
+    exited: &mut Option<ExitStatus>,
+) {
+    match msg {
+        Msg::Started { .. } => *started = Some(msg),
+        Msg::Failed(e) => {
+            if failure.is_none() {
+                *failure = Some(e.into());
+            }
+        }
+        Msg::Exited(s) => *exited = Some(s),
+    }
+}
+
+fn read_reports(
+    reader: &mut BufReader<File>,
+    started: &mut Option<Msg>,
+    failure: &mut Option<SandboxError>,
+    exited: &mut Option<ExitStatus>,
+) -> Result<(), SandboxError> {
+    loop {
+        match crate::proto::recv(reader) {
+            Ok(Some(msg)) => take_msg(msg, started, failure, exited),
+            Ok(None) => return Ok(()),
+            Err(e) => return Err(SandboxError::InitDied(e)),
+        }
+    }
+}
+
+/// Relays the supervisor's terminal to the sandbox pty until the init's
+/// report pipe closes.
+fn relay_tty(
+    sock: &OwnedFd,
+    reader: &mut BufReader<File>,
+    started: &mut Option<Msg>,
+    failure: &mut Option<SandboxError>,
+    exited: &mut Option<ExitStatus>,
+) -> Result<(), SandboxError> {
+    // The master arrives before the agent starts, or never (setup failed:
+    // then the socket closes and the reports say why).
+    let master = match crate::tty::recv_master(sock) {
+        Ok(m) => m,
+        Err(_) => return read_reports(reader, started, failure, exited),
+    };
+    let raw = crate::tty::RawMode::enter();
+    let (winch_read, winch_write) = nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)
+        .map_err(nix_err("cannot create the SIGWINCH pipe"))?;
+    let winch = signal_hook::low_level::pipe::register(libc::SIGWINCH, File::from(winch_write))
+        .map_err(io_err("cannot watch SIGWINCH"))?;
+    crate::tty::copy_size(master.as_fd());
+    let stdin = std::io::stdin();
+    let mut stdout = std::io::stdout();
+    let mut master_out = File::from(
+        master
+            .try_clone()
+            .map_err(io_err("cannot duplicate the pty master"))?,
+    );
+    let mut stdin_open = true;
+    let mut master_open = true;
+    let mut reports_open = true;
+    while reports_open || master_open {
+        let mut fds = Vec::new();
+        let report_fd = reader.get_ref().as_fd();
+        fds.push(PollFd::new(
+            report_fd,
+            if reports_open {
+                PollFlags::POLLIN
+            } else {
+                PollFlags::empty()
+            },
+        ));
+        fds.push(PollFd::new(
+            master.as_fd(),
+            if master_open {
+                PollFlags::POLLIN
+            } else {
+                PollFlags::empty()
+            },
+        ));
+        fds.push(PollFd::new(
+            stdin.as_fd(),
+            if stdin_open && master_open {
+                PollFlags::POLLIN
+            } else {
+                PollFlags::empty()
+            },
+        ));
+        fds.push(PollFd::new(winch_read.as_fd(), PollFlags::POLLIN));
+        match nix::poll::poll(&mut fds, PollTimeout::NONE) {
+            Ok(_) => {}
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(nix_err("cannot poll the pty")(e)),
+        }
+        let ready = |i: usize| {
+            fds.get(i)
+                .and_then(|f| f.revents())
+                .is_some_and(|r| !r.is_empty())
+        };
+        let (r_report, r_master, r_stdin, r_winch) = (ready(0), ready(1), ready(2), ready(3));
+        drop(fds);
+        if r_winch {
+            let mut buf = [0u8; 64];
+            let _ = nix::unistd::read(&winch_read, &mut buf);
+            crate::tty::copy_size(master.as_fd());
+        }
+        if r_master && !crate::tty::pump(master.as_fd(), &mut stdout) {
+            master_open = false;
+        }
+        if r_stdin && !crate::tty::pump(stdin.as_fd(), &mut master_out) {
+            stdin_open = false;
+        }
+        if r_report {
+            match crate::proto::recv(reader) {
+                Ok(Some(msg)) => take_msg(msg, started, failure, exited),
+                Ok(None) => {
+                    reports_open = false;
+                    // Everything inside is dead once the init is: what is
+                    // left in the pty is read until EIO, which cannot block.
+                    while master_open && crate::tty::pump(master.as_fd(), &mut stdout) {}
+                    master_open = false;
+                }
+                Err(e) => return Err(SandboxError::InitDied(e)),
+            }
+        }
+    }
+    signal_hook::low_level::unregister(winch);
+    drop(raw);
+    Ok(())
+}
+
+/// What [`probe_namespaces`] found.
+#[derive(Debug)]
+pub(crate) struct NsProbe {
+    pub(crate) userns: Result<(), String>,
+    pub(crate) overlay: Result<(), String>,
+}
+
+/// The argument that makes the init binary a namespace probe for `doctor`.
+pub(crate) const PROBE_ARG: &str = "probe";
+
+/// Tries, in a short-lived child, a user + mount namespace, a tmpfs and an
+/// overlayfs with `userxattr` inside it.
+pub(crate) fn probe_namespaces() -> NsProbe {
+    let fail = |e: String| NsProbe {
+        userns: Err(e.clone()),
+        overlay: Err(e),
+    };
+    let Ok((sync_read, sync_write)) = nix::unistd::pipe2(OFlag::O_CLOEXEC) else {
+        return fail("cannot create a pipe".to_owned());
+    };
+    let (Ok(exe), Ok(a0), Ok(a1), Ok(a2)) = (
+        CString::new("/proc/self/exe"),
+        CString::new("blastwall-init"),
+        CString::new(INIT_ARG),
+        CString::new(PROBE_ARG),
+    ) else {
+        return fail("argv".to_owned());
+    };
+    let prepared = crate::sys::PreparedExec::new(
+        exe,
+        vec![a0, a1, a2],
+        Vec::new(),
+        sync_read.as_raw_fd(),
+        sync_write.as_raw_fd(),
+        Vec::new(),
+        nix::unistd::geteuid().is_root(),
+    );
+    let flags = CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNS;
+    let pid = match crate::sys::clone_into_namespaces(flags.bits(), &prepared) {
+        Ok(pid) => pid,
+        Err(e) => return fail(e.to_string()),
+    };
+    let mut guard = InitGuard { pid: Some(pid) };
+    let me = crate::Identity {
+        uid: 0,
+        gid: 0,
+        host_uid: nix::unistd::geteuid().as_raw(),
+        host_gid: nix::unistd::getegid().as_raw(),
+    };
+    if let Err(e) = write_id_maps(pid, &me) {
+        return fail(e.to_string());
+    }
+    let mut f = File::from(sync_write);
+    if f.write_all(b"g").is_err() {
+        return fail("cannot start the probe".to_owned());
+    }
+    let status = nix::sys::wait::waitpid(pid, None);
+    guard.pid = None;
+    match status {
+        Ok(WaitStatus::Exited(_, 0)) => NsProbe {
+            userns: Ok(()),
+            overlay: Ok(()),
+        },
+        Ok(WaitStatus::Exited(_, 200)) => NsProbe {
+            userns: Ok(()),
+            overlay: Err("cannot mount a tmpfs in the namespace".to_owned()),
+        },
+        Ok(WaitStatus::Exited(_, code)) if code < 125 => NsProbe {
+            userns: Ok(()),
+            overlay: Err(nix::errno::Errno::from_raw(code).desc().to_owned()),
+        },
+        other => fail(format!("the probe ended with {other:?}")),
+    }
+}
+
+/// The probe child, after exec: exit 0 when overlayfs works, the errno
+/// when it does not, 200 when not even a tmpfs can be mounted.
+pub(crate) fn probe_main() -> u8 {
+    use nix::mount::{MsFlags, mount};
+    let _ = nix::sys::prctl::set_pdeathsig(Some(Signal::SIGKILL));
+    if mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .is_err()
+        || mount(
+            Some("tmpfs"),
+            "/tmp",
+            Some("tmpfs"),
+            MsFlags::empty(),
+            None::<&str>,
+        )
+        .is_err()
+    {
+        return 200;
+    }
+    for d in ["/tmp/l", "/tmp/u", "/tmp/w", "/tmp/m"] {
+        if std::fs::create_dir(d).is_err() {
+            return 200;
+        }
+    }
+    match mount(
+        Some("overlay"),
+        "/tmp/m",
+        Some("overlay"),
+        MsFlags::empty(),
+        Some("lowerdir=/tmp/l,upperdir=/tmp/u,workdir=/tmp/w,userxattr"),
+    ) {
+        Ok(()) => 0,
+        Err(e) => u8::try_from(e as i32).unwrap_or(124).min(124),
+    }
+}

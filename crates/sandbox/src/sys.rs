@@ -1,0 +1,508 @@
+//! Every `unsafe` block and every raw syscall of blastwall lives here.
+//!
+//! Everything else in the crate calls the safe wrappers below, or safe
+//! wrappers from `nix`, `landlock` and `seccompiler`. Each block says which
+//! preconditions the call has and why they hold at that point
+//! (STYLE.md "unsafe and syscalls"; firecracker `CONTRIBUTING.md`).
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::RawFd;
+use std::path::Path;
+
+use nix::errno::Errno;
+use nix::unistd::Pid;
+
+/// What the freshly cloned child does before it becomes the sandbox init.
+///
+/// Everything is prepared by the parent before `clone`, so that the child
+/// between `clone` and `execve` only makes async-signal-safe raw syscalls
+/// and touches no allocator or lock (the supervisor may be multi-threaded).
+#[derive(Debug)]
+pub(crate) struct PreparedExec {
+    path: CString,
+    _argv: Vec<CString>,
+    argv_ptrs: Vec<*const libc::c_char>,
+    _envp: Vec<CString>,
+    envp_ptrs: Vec<*const libc::c_char>,
+    /// Read end of the start pipe; the child waits for one byte on it.
+    sync_read: RawFd,
+    /// Write end of the start pipe, which the child closes so that the
+    /// supervisor's death reads as end-of-file.
+    sync_write: RawFd,
+    /// Descriptors that must survive `execve` (their close-on-exec flag is
+    /// cleared in the child only, so no other fork of the supervisor
+    /// inherits them).
+    keep: Vec<RawFd>,
+    /// Drop the supplementary groups (the supervisor is root).
+    drop_groups: bool,
+}
+
+impl PreparedExec {
+    pub(crate) fn new(
+        path: CString,
+        argv: Vec<CString>,
+        envp: Vec<CString>,
+        sync_read: RawFd,
+        sync_write: RawFd,
+        keep: Vec<RawFd>,
+        drop_groups: bool,
+    ) -> Self {
+        let mut argv_ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
+        argv_ptrs.push(std::ptr::null());
+        let mut envp_ptrs: Vec<*const libc::c_char> = envp.iter().map(|a| a.as_ptr()).collect();
+        envp_ptrs.push(std::ptr::null());
+        PreparedExec {
+            path,
+            _argv: argv,
+            argv_ptrs,
+            _envp: envp,
+            envp_ptrs,
+            sync_read,
+            sync_write,
+            keep,
+            drop_groups,
+        }
+    }
+}
+
+/// Clones a child into new namespaces (`flags` are `CLONE_NEW*` flags) that
+/// waits for the start byte and then executes `prepared`.
+///
+/// Returns the child's pid as the supervisor sees it.
+pub(crate) fn clone_into_namespaces(
+    flags: libc::c_int,
+    prepared: &PreparedExec,
+) -> io::Result<Pid> {
+    let clone_flags = libc::c_ulong::try_from(flags | libc::SIGCHLD)
+        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: raw clone(2) with a NULL stack behaves like fork(2): the child
+    // runs on a copy-on-write copy of this thread's stack. No pointers are
+    // passed (parent_tid, child_tid and tls are 0 and the flags hold no
+    // CLONE_*SETTID/SETTLS). The parent may have other threads, so the
+    // child below uses only raw async-signal-safe syscalls on data
+    // prepared before the clone (no allocation, no locks) and leaves with
+    // `_exit`/`execve`, never returning into Rust code.
+    // JUSTIFICATION: std::process and nix::unistd::fork cannot pass
+    // CLONE_NEWUSER|CLONE_NEWPID...; unshare(CLONE_NEWPID) would need a
+    // second fork and CLONE_NEWUSER fails in a multi-threaded process.
+    let ret =
+        unsafe { libc::syscall(libc::SYS_clone, clone_flags, 0usize, 0usize, 0usize, 0usize) };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if ret == 0 {
+        // SAFETY: we are the child of a fork-like clone; `child_after_clone`
+        // only makes async-signal-safe syscalls and never returns.
+        unsafe { child_after_clone(prepared) }
+    }
+    let pid = i32::try_from(ret).map_err(|_| io::Error::from_raw_os_error(libc::EOVERFLOW))?;
+    Ok(Pid::from_raw(pid))
+}
+
+/// The child side of [`clone_into_namespaces`].
+///
+/// # Safety
+///
+/// Must only be called in the child of a fork-like clone; it never returns.
+unsafe fn child_after_clone(p: &PreparedExec) -> ! {
+    // SAFETY (whole block): every call below is a raw async-signal-safe
+    // syscall on integers or on pointers into `p`, which the parent built
+    // before the clone and which is still mapped (copy-on-write) here;
+    // `argv_ptrs`/`envp_ptrs` are NULL-terminated arrays of pointers into
+    // CStrings owned by `p`.
+    unsafe {
+        // Die with the thread that cloned us (it is the supervisor thread
+        // that waits for the sandbox); set before anything can block.
+        libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as libc::c_ulong,
+            0,
+            0,
+            0,
+        );
+        // Our copy of the write end must go, so that the supervisor's death
+        // shows as end-of-file on the read end (lifeline).
+        libc::close(p.sync_write);
+        // Wait for the supervisor to write our uid/gid maps and cgroup.
+        let mut byte = 0u8;
+        loop {
+            let n = libc::read(p.sync_read, (&raw mut byte).cast(), 1);
+            if n == 1 {
+                break;
+            }
+            if n < 0 && *libc::__errno_location() == libc::EINTR {
+                continue;
+            }
+            // End-of-file: the supervisor gave up or died.
+            libc::_exit(1);
+        }
+        // Become the namespace's root, which the supervisor mapped to the
+        // unprivileged host uid/gid. A root supervisor's child still has
+        // host uid 0 (unmapped here) until it does so; an unprivileged one
+        // already is the mapped uid and this is a no-op. Groups first: the
+        // root supervisor's gid 0 must not follow us.
+        if p.drop_groups
+            && libc::syscall(libc::SYS_setgroups, 0usize, std::ptr::null::<libc::gid_t>()) != 0
+        {
+            libc::_exit(124);
+        }
+        if libc::syscall(libc::SYS_setresgid, 0u32, 0u32, 0u32) != 0
+            || libc::syscall(libc::SYS_setresuid, 0u32, 0u32, 0u32) != 0
+        {
+            libc::_exit(124);
+        }
+        // A credential change clears the parent-death signal: set it again.
+        // (If the supervisor died in between, the init sees the lifeline
+        // closed right after it sets the signal itself.)
+        libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as libc::c_ulong,
+            0,
+            0,
+            0,
+        );
+        for &fd in &p.keep {
+            libc::fcntl(fd, libc::F_SETFD, 0);
+        }
+        libc::execve(p.path.as_ptr(), p.argv_ptrs.as_ptr(), p.envp_ptrs.as_ptr());
+        libc::_exit(127)
+    }
+}
+
+/// Forks a single-threaded process (the sandbox init forks the agent).
+pub(crate) fn fork_single_threaded() -> nix::Result<nix::unistd::ForkResult> {
+    // SAFETY: only called from the sandbox init, which is entered right
+    // after execve and starts no threads (checked by the caller with
+    // `thread_count() == 1`), so the child cannot inherit a lock held by
+    // another thread; it may allocate freely.
+    unsafe { nix::unistd::fork() }
+}
+
+/// Number of threads of this process, from `/proc/self/status`.
+pub(crate) fn thread_count() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// Drops every capability: bounding set, ambient set, and the effective,
+/// permitted and inheritable sets.
+pub(crate) fn drop_all_capabilities() -> io::Result<()> {
+    // The bounding set first: dropping from it needs CAP_SETPCAP, which the
+    // capset below removes.
+    for cap in 0..=63 {
+        // SAFETY: prctl(PR_CAPBSET_DROP, cap) takes two integers and touches
+        // no memory of ours.
+        let r = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) };
+        if r < 0 {
+            let e = io::Error::last_os_error();
+            // EINVAL: past the last capability this kernel knows.
+            if e.raw_os_error() == Some(libc::EINVAL) {
+                break;
+            }
+            return Err(e);
+        }
+    }
+    // SAFETY: PR_CAP_AMBIENT_CLEAR_ALL takes integers only.
+    let r = unsafe {
+        libc::prctl(
+            libc::PR_CAP_AMBIENT,
+            libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong,
+            0,
+            0,
+            0,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    #[repr(C)]
+    struct CapHeader {
+        version: u32,
+        pid: i32,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy)]
+    struct CapData {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+    let mut header = CapHeader {
+        version: LINUX_CAPABILITY_VERSION_3,
+        pid: 0,
+    };
+    let data = [CapData {
+        effective: 0,
+        permitted: 0,
+        inheritable: 0,
+    }; 2];
+    // SAFETY: capset(2) with a version-3 header reads exactly two CapData
+    // entries (the 64 capability bits), which `data` holds; both pointers
+    // are valid for the duration of the call. pid 0 means this thread.
+    let r = unsafe { libc::syscall(libc::SYS_capset, &raw mut header, data.as_ptr()) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Flags for [`mount_setattr`], from `linux/mount.h`.
+pub(crate) const MOUNT_ATTR_RDONLY: u64 = 0x0000_0001;
+pub(crate) const MOUNT_ATTR_NOSUID: u64 = 0x0000_0002;
+pub(crate) const MOUNT_ATTR_NODEV: u64 = 0x0000_0004;
+
+/// Sets mount attributes on the mount at `path` and, if `recursive`, on
+/// every mount below it (mount_setattr(2), Linux 5.12).
+pub(crate) fn mount_setattr(path: &Path, recursive: bool, set: u64, clear: u64) -> io::Result<()> {
+    #[repr(C)]
+    struct MountAttr {
+        attr_set: u64,
+        attr_clr: u64,
+        propagation: u64,
+        userns_fd: u64,
+    }
+    let c = path_cstring(path)?;
+    let attr = MountAttr {
+        attr_set: set,
+        attr_clr: clear,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    let flags = if recursive { libc::AT_RECURSIVE } else { 0 };
+    // SAFETY: `c` is a NUL-terminated path that lives across the call;
+    // `attr` is a MOUNT_ATTR_SIZE_VER0 (32 bytes) struct passed with its
+    // exact size; the kernel only reads it.
+    // JUSTIFICATION: neither nix nor rustix wraps mount_setattr; the old
+    // MS_REMOUNT|MS_BIND way needs one call per submount and the locked
+    // flags of each repeated.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            flags,
+            &raw const attr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Brings a network interface up (the loopback of the new network
+/// namespace).
+pub(crate) fn interface_up(name: &str) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let sock = nix::sys::socket::socket(
+        nix::sys::socket::AddressFamily::Inet,
+        nix::sys::socket::SockType::Datagram,
+        nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
+    // SAFETY: ifreq is plain old data; all-zero is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    let bytes = name.as_bytes();
+    if bytes.len() >= req.ifr_name.len() {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    for (dst, src) in req.ifr_name.iter_mut().zip(bytes) {
+        *dst = libc::c_char::from_ne_bytes([*src]);
+    }
+    // SAFETY: SIOCGIFFLAGS reads the NUL-terminated name from `req` and
+    // writes the flags into it; `req` is a valid, writable ifreq.
+    let r = unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &raw mut req) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: after SIOCGIFFLAGS the union holds ifru_flags.
+    unsafe {
+        req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+    }
+    // SAFETY: SIOCSIFFLAGS reads the name and flags from the valid `req`.
+    let r = unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &raw const req) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// The Landlock ABI version of the running kernel, or the errno that says
+/// why there is none (ENOSYS: not built in; EOPNOTSUPP: not enabled).
+pub(crate) fn landlock_abi() -> Result<i32, Errno> {
+    const LANDLOCK_CREATE_RULESET_VERSION: libc::c_uint = 1;
+    // SAFETY: with the VERSION flag, landlock_create_ruleset takes a NULL
+    // attribute pointer and size 0 and only returns an integer.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_landlock_create_ruleset,
+            std::ptr::null::<libc::c_void>(),
+            0usize,
+            LANDLOCK_CREATE_RULESET_VERSION,
+        )
+    };
+    if r < 0 {
+        return Err(Errno::last());
+    }
+    i32::try_from(r).map_err(|_| Errno::EOVERFLOW)
+}
+
+/// Removes the dynamic-loader variables from this process's environment.
+///
+/// Called by [`crate::harden_self`], the first line of `main`, before any
+/// thread exists.
+pub(crate) fn strip_loader_env() {
+    let names: Vec<std::ffi::OsString> = std::env::vars_os()
+        .map(|(k, _)| k)
+        .filter(|k| k.as_encoded_bytes().starts_with(b"LD_"))
+        .collect();
+    for name in names {
+        // SAFETY: remove_var is unsafe because another thread could read the
+        // environment at the same time; harden_self is documented to be the
+        // first call of `main`, before the program starts any thread.
+        unsafe { std::env::remove_var(name) };
+    }
+}
+
+/// Makes `fd` the controlling terminal of this (session leader) process.
+pub(crate) fn set_controlling_tty(fd: RawFd) -> io::Result<()> {
+    // SAFETY: TIOCSCTTY takes an integer argument (0: do not steal) and
+    // touches no memory of ours.
+    let r = unsafe { libc::ioctl(fd, libc::TIOCSCTTY, 0) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Window size of a terminal.
+pub(crate) fn get_winsize(fd: RawFd) -> io::Result<libc::winsize> {
+    let mut ws = libc::winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCGWINSZ writes a winsize into the valid, writable `ws`.
+    let r = unsafe { libc::ioctl(fd, libc::TIOCGWINSZ, &raw mut ws) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(ws)
+}
+
+/// Sets the window size of a terminal.
+pub(crate) fn set_winsize(fd: RawFd, ws: &libc::winsize) -> io::Result<()> {
+    // SAFETY: TIOCSWINSZ reads a winsize from the valid `ws`.
+    let r = unsafe { libc::ioctl(fd, libc::TIOCSWINSZ, std::ptr::from_ref(ws)) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Number of a probe argument that is a pointer no process has mapped.
+///
+/// Page 1 (address 4096) is below `vm.mmap_min_addr`, so the kernel answers
+/// EFAULT for it and never reads or writes our memory.
+pub(crate) const BAD_POINTER: u64 = 4096;
+
+/// Calls syscall `nr` with six integer arguments and returns the result or
+/// the errno. Only the fixed probe list in [`crate::probe`] uses it: every
+/// argument there is an integer, an invalid descriptor or [`BAD_POINTER`].
+pub(crate) fn probe_syscall(nr: libc::c_long, args: [u64; 6]) -> Result<i64, Errno> {
+    // SAFETY: the probe list passes no pointer into our own memory (only
+    // integers, -1 descriptors and the unmapped BAD_POINTER), so the kernel
+    // cannot write into this process; the syscalls probed either fail
+    // before any side effect or act only on the probing process (e.g.
+    // unshare of a new user namespace for itself).
+    let r = unsafe { libc::syscall(nr, args[0], args[1], args[2], args[3], args[4], args[5]) };
+    if r < 0 { Err(Errno::last()) } else { Ok(r) }
+}
+
+/// NUL-terminated copy of a path.
+pub(crate) fn path_cstring(path: &Path) -> io::Result<CString> {
+    CString::new(path.as_os_str().as_encoded_bytes())
+        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
+}
+
+/// Takes ownership of a descriptor this process inherited across `execve`
+/// (the sandbox init's config, report and lifeline descriptors).
+pub(crate) fn take_inherited_fd(raw: RawFd) -> io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: F_GETFD takes no pointer; it only tells whether `raw` is open.
+    let r = unsafe { libc::fcntl(raw, libc::F_GETFD) };
+    if raw < 3 || r < 0 {
+        return Err(io::Error::from_raw_os_error(libc::EBADF));
+    }
+    // SAFETY: `raw` is open (checked above), is not stdio, and its number
+    // came from the supervisor's config for exactly this purpose: nothing
+    // else in this freshly executed process owns or closes it, and each
+    // number is taken once by `init_main`.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(raw) })
+}
+
+/// Takes ownership of a descriptor received with SCM_RIGHTS.
+pub(crate) fn take_received_fd(raw: RawFd) -> io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: F_GETFD takes no pointer; it only tells whether `raw` is open.
+    let r = unsafe { libc::fcntl(raw, libc::F_GETFD) };
+    if r < 0 {
+        return Err(io::Error::from_raw_os_error(libc::EBADF));
+    }
+    // SAFETY: the kernel installed `raw` in our table while receiving the
+    // message; recvmsg's caller takes it exactly once and nothing else in
+    // this process knows its number.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(raw) })
+}
+
+/// Sets `sig` to `act` (SIG_IGN or SIG_DFL only) and returns the old action.
+pub(crate) fn sigaction_ignore(
+    sig: nix::sys::signal::Signal,
+    act: &nix::sys::signal::SigAction,
+) -> nix::Result<nix::sys::signal::SigAction> {
+    if !matches!(
+        act.handler(),
+        nix::sys::signal::SigHandler::SigIgn | nix::sys::signal::SigHandler::SigDfl
+    ) {
+        return Err(Errno::EINVAL);
+    }
+    // SAFETY: nix marks sigaction unsafe because a handler function must be
+    // async-signal-safe; the action installed here is SIG_IGN or SIG_DFL
+    // (checked above), which runs no code of ours.
+    unsafe { nix::sys::signal::sigaction(sig, act) }
+}
+
+/// Restores an action returned by [`sigaction_ignore`].
+pub(crate) fn sigaction_restore(
+    sig: nix::sys::signal::Signal,
+    old: &nix::sys::signal::SigAction,
+) -> nix::Result<()> {
+    // SAFETY: `old` is the action that was in place before
+    // `sigaction_ignore`, installed by this program's own code, so putting
+    // it back restores a handler the program already vouched for.
+    unsafe { nix::sys::signal::sigaction(sig, old) }.map(drop)
+}
+
+/// Makes `fd` this process's stdin, stdout and stderr.
+pub(crate) fn dup_onto_stdio(fd: RawFd) -> io::Result<()> {
+    for target in 0..3 {
+        // SAFETY: dup2 takes two integers. Replacing descriptors 0-2 is the
+        // point: the agent child owns its stdio and nothing else in it
+        // holds a Rust handle to the old descriptors' numbers beyond the
+        // process-global std streams, which then write to the pty.
+        // JUSTIFICATION: nix's dup2 wants an OwnedFd for the target, which
+        // would close stdio when dropped.
+        let r = unsafe { libc::dup2(fd, target) };
+        if r < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
