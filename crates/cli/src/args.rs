@@ -68,6 +68,9 @@ pub(crate) struct InitArgs {
 pub(crate) struct TrustArgs {
     /// The manifest (default: the nearest blastwall.toml).
     pub(crate) file: Option<PathBuf>,
+    /// Only say whether the manifest is trusted as it is now (exit 0) or not (exit 1).
+    #[arg(long)]
+    pub(crate) check: bool,
     /// Print what happened as JSON.
     #[arg(long)]
     pub(crate) json: bool,

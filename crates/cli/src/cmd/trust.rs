@@ -12,6 +12,18 @@ use crate::out;
 
 pub(crate) fn run(a: &TrustArgs, env: &Env) -> anyhow::Result<Status> {
     let path = manifest_path(a.file.as_deref(), env)?;
+    if a.check {
+        // Exactly what an enforcing command does with it.
+        let Some(m) = load(&path, env, Purpose::Enforce, a.json)? else {
+            return Ok(Status::No);
+        };
+        if a.json {
+            out::json(&json!({"file": m.path.display().to_string(), "trusted": true}))?;
+        } else {
+            out::text(&format!("{}: trusted", m.path.display()))?;
+        }
+        return Ok(Status::Ok);
+    }
     // A manifest that cannot be enforced is not worth trusting: check first.
     let Some(m) = load(&path, env, Purpose::Inspect, a.json)? else {
         if !a.json {

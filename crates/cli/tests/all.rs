@@ -1,0 +1,8 @@
+//! End-to-end tests of the real `blastwall` binary.
+#![expect(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "tests fail loudly on broken setup"
+)]
+
+mod suite;
