@@ -15,7 +15,7 @@ use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use blastwall_audit::bytes::path_to_json;
-use blastwall_audit::{AuditError, AuditLog, FsyncPolicy, Kind};
+use blastwall_audit::{AuditError, AuditLog, FsyncPolicy, Kind, LogFile};
 use blastwall_policy::{Action, Decision, FsOp, FsyncMode, Policy, RuleRef, Verdict};
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -95,15 +95,18 @@ pub enum GateError {
 }
 
 /// The gate: the compiled policy and the session's audit log.
+///
+/// Generic over the log's file so tests can record the order of writes and
+/// syncs; in use it is a real file.
 #[derive(Debug)]
-pub struct Gate {
+pub struct Gate<F: LogFile = std::fs::File> {
     policy: Arc<Policy>,
-    log: Mutex<AuditLog>,
+    log: Mutex<AuditLog<F>>,
 }
 
-impl Gate {
+impl<F: LogFile> Gate<F> {
     /// A gate deciding by `policy` and recording to `log`.
-    pub fn new(policy: Arc<Policy>, log: AuditLog) -> Gate {
+    pub fn new(policy: Arc<Policy>, log: AuditLog<F>) -> Gate<F> {
         Gate {
             policy,
             log: Mutex::new(log),
@@ -221,7 +224,7 @@ impl Gate {
         Ok(())
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, AuditLog> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, AuditLog<F>> {
         // A panic while holding the lock leaves the log as it was: appends
         // are single writes, so the data behind a poisoned lock is usable.
         self.log.lock().unwrap_or_else(PoisonError::into_inner)
