@@ -1,5 +1,5 @@
 //! End-to-end tests of the real `blastwall` binary.
-#![expect(
+#![allow(
     clippy::unwrap_used,
     clippy::expect_used,
     reason = "tests fail loudly on broken setup"

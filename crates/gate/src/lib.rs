@@ -128,13 +128,13 @@ impl<F: LogFile> Gate<F> {
 
     /// Decides on `action`, records the decision, and releases or refuses.
     /// An allowed action with side effects is durable before this returns.
-    pub fn check(&self, action: &Action) -> Result<Release, Refusal> {
+    pub fn check(&self, action: &Action) -> Result<Release, Box<Refusal>> {
         self.check_with(action, side_effects(action))
     }
 
     /// Like [`Gate::check`], with the caller saying whether the action has
     /// side effects (e.g. the proxy knows it will inject a credential).
-    pub fn check_with(&self, action: &Action, side_effects: bool) -> Result<Release, Refusal> {
+    pub fn check_with(&self, action: &Action, side_effects: bool) -> Result<Release, Box<Refusal>> {
         let decision = self.policy.decide(action);
         let data = json!({
             "action": action_json(action),
@@ -158,7 +158,7 @@ impl<F: LogFile> Gate<F> {
         let seq = match recorded {
             Ok(seq) => seq,
             Err(e) => {
-                return Err(Refusal {
+                return Err(Box::new(Refusal {
                     request_id: None,
                     verdict: Verdict::Deny,
                     rule: decision.rule,
@@ -168,7 +168,7 @@ impl<F: LogFile> Gate<F> {
                     subject: decision.subject,
                     approval: None,
                     summary: summarize(action),
-                });
+                }));
             }
         };
         match decision.verdict {
@@ -176,7 +176,7 @@ impl<F: LogFile> Gate<F> {
                 request_id: seq,
                 decision,
             }),
-            Verdict::Ask | Verdict::Deny => Err(Refusal {
+            Verdict::Ask | Verdict::Deny => Err(Box::new(Refusal {
                 request_id: Some(seq),
                 verdict: decision.verdict,
                 reason: decision.reason.to_string(),
@@ -184,7 +184,7 @@ impl<F: LogFile> Gate<F> {
                 subject: decision.subject,
                 approval: None,
                 summary: summarize(action),
-            }),
+            })),
         }
     }
 

@@ -186,10 +186,8 @@ impl NetAction {
             .query()
             .map(http::param_overrides)
             .unwrap_or_default();
-        if content_type_is_form {
-            if let Some(b) = body {
-                params.extend(http::param_overrides(&String::from_utf8_lossy(b)));
-            }
+        if content_type_is_form && let Some(b) = body {
+            params.extend(http::param_overrides(&String::from_utf8_lossy(b)));
         }
         for m in params {
             if !info.overrides.contains(&m) {

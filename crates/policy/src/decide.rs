@@ -134,10 +134,7 @@ pub(crate) struct GqlCond {
 impl GqlCond {
     fn matches(&self, call: &Call) -> bool {
         self.types.as_ref().is_none_or(|t| t.contains(&call.op))
-            && self
-                .fields
-                .as_ref()
-                .is_none_or(|f| f.iter().any(|x| *x == call.field))
+            && self.fields.as_ref().is_none_or(|f| f.contains(&call.field))
     }
 
     /// Whether every call this matches is also matched by `other`.
@@ -361,10 +358,10 @@ impl NetMatcher {
             }
         }
         let mut d = best.unwrap_or_else(|| self.default.decision(a.labels, Some(host_subject(a))));
-        if d.verdict != Verdict::Deny {
-            if let Some(push) = &a.git_push {
-                self.git_push(push, &mut d);
-            }
+        if d.verdict != Verdict::Deny
+            && let Some(push) = &a.git_push
+        {
+            self.git_push(push, &mut d);
         }
         d
     }
@@ -396,10 +393,12 @@ impl NetMatcher {
         labels.insert(Label::Opaque);
         let mut strictest: Option<&NetRule> = None;
         for r in self.candidates(&a.host) {
-            if r.port_ok(a.port) && r.path_ok(&a.path) && methods.clone().any(|m| r.method_ok(m)) {
-                if strictest.is_none_or(|s| r.meta.verdict > s.meta.verdict) {
-                    strictest = Some(r);
-                }
+            if r.port_ok(a.port)
+                && r.path_ok(&a.path)
+                && methods.clone().any(|m| r.method_ok(m))
+                && strictest.is_none_or(|s| r.meta.verdict > s.meta.verdict)
+            {
+                strictest = Some(r);
             }
         }
         let why = match &a.graphql {
@@ -456,10 +455,10 @@ impl NetMatcher {
                     if self.git.protected.is_match(branch) || self.git.protected.is_match(name) {
                         candidates.push(&self.git.on_protected);
                     }
-                    if let Some(m) = candidates.into_iter().max_by_key(|m| m.verdict) {
-                        if m.verdict > d.verdict {
-                            *d = m.decision(labels, Some(format!("ref {name}")));
-                        }
+                    if let Some(m) = candidates.into_iter().max_by_key(|m| m.verdict)
+                        && m.verdict > d.verdict
+                    {
+                        *d = m.decision(labels, Some(format!("ref {name}")));
                     }
                 }
             }
@@ -654,10 +653,10 @@ impl FsMatcher {
         // `~/.claude/settings.json` read-only keeps the settings read-only.
         let grant_w = most_specific(&self.write, p);
         let grant_r = most_specific(&self.read, p);
-        if let Some((depth, m)) = grant_w {
-            if grant_r.is_none_or(|(rd, _)| rd < depth) {
-                return m.decision(write_labels, None);
-            }
+        if let Some((depth, m)) = grant_w
+            && grant_r.is_none_or(|(rd, _)| rd < depth)
+        {
+            return m.decision(write_labels, None);
         }
         if under(p, &s.project_root) {
             return match (a.op, s.project_mode) {

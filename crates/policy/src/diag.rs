@@ -136,8 +136,7 @@ impl<'s> Sink<'s> {
 
     /// The diagnostics in file order (errors before warnings at one place).
     pub(crate) fn finish(mut self) -> Vec<Diagnostic> {
-        self.items
-            .sort_by(|a, b| (a.0.start, a.1).cmp(&(b.0.start, b.1)));
+        self.items.sort_by_key(|a| (a.0.start, a.1));
         self.items
             .dedup_by(|a, b| a.0.start == b.0.start && a.2 == b.2);
         self.items

@@ -150,6 +150,18 @@ pub(crate) fn is_subdomain(host: &str, domain: &str) -> bool {
         && host.as_bytes().get(host.len() - domain.len() - 1) == Some(&b'.')
 }
 
+impl serde::Serialize for HostName {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl serde::Serialize for HostPattern {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -191,17 +203,5 @@ mod tests {
         assert!(HostPattern::parse("*.com").is_err());
         assert!(HostPattern::parse("a.*.com").is_err());
         assert!(HostPattern::parse("https://a.com").is_err());
-    }
-}
-
-impl serde::Serialize for HostName {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl serde::Serialize for HostPattern {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
     }
 }

@@ -293,6 +293,9 @@ impl<'a, 'i> Tbl<'a, 'i> {
     }
 }
 
+/// The hidden-path globs, compiled and as written.
+type Hidden = (GlobSet, Vec<String>);
+
 struct Reader<'r, 's, 'c> {
     sink: &'r mut Sink<'s>,
     cx: &'r Context<'c>,
@@ -524,7 +527,7 @@ impl Reader<'_, '_, '_> {
         }
     }
 
-    fn hidden(&mut self, fs: &Tbl<'_, '_>) -> Option<((GlobSet, Vec<String>), Vec<Meta>)> {
+    fn hidden(&mut self, fs: &Tbl<'_, '_>) -> Option<(Hidden, Vec<Meta>)> {
         let mut b = GlobSetBuilder::new();
         let mut pats = Vec::new();
         let mut metas = Vec::new();
@@ -1054,9 +1057,10 @@ impl Reader<'_, '_, '_> {
                 (None, true) => Some(&no_grants),
                 (None, false) => None,
             };
-            if self.cx.origin == Origin::Project {
-                if let Some(user) = user {
-                    match user.credentials.iter().find(|c| c.name == name) {
+            if self.cx.origin == Origin::Project
+                && let Some(user) = user
+            {
+                match user.credentials.iter().find(|c| c.name == name) {
                         None if self.cx.enforce => self.sink.error(
                             nspan.clone(),
                             format!("credential `{name}` is not defined in your own config ($BLASTWALL_HOME/config.toml); add it there with its source and hosts"),
@@ -1076,7 +1080,6 @@ impl Reader<'_, '_, '_> {
                             }
                         }
                     }
-                }
             }
             for h in &hosts {
                 let named = net
@@ -1251,13 +1254,14 @@ impl Reader<'_, '_, '_> {
             }
             Some(_) | None => NonInteractive::Deny,
         };
-        if channels.iter().any(|c| c == "webhook") && webhook.is_none() {
-            if let Some(span) = a.key_span("channels") {
-                self.sink.error(
-                    span,
-                    "the `webhook` channel needs `[approval.webhook]` with a `url`".to_owned(),
-                );
-            }
+        if channels.iter().any(|c| c == "webhook")
+            && webhook.is_none()
+            && let Some(span) = a.key_span("channels")
+        {
+            self.sink.error(
+                span,
+                "the `webhook` channel needs `[approval.webhook]` with a `url`".to_owned(),
+            );
         }
         ApprovalSettings {
             timeout,

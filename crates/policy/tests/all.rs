@@ -1,5 +1,5 @@
 //! Integration tests of the manifest, its diagnostics and `decide()`.
-#![expect(
+#![allow(
     clippy::unwrap_used,
     clippy::expect_used,
     reason = "tests fail loudly on broken setup"
