@@ -1,0 +1,173 @@
+//! The file-system view: overlay, read-only system, private home, hidden
+//! paths, host secrets, /proc.
+
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+
+use super::common::{is_root, sandbox, skip};
+
+// Issue 3 "Done when": rm -rf of the whole project, editing README.md and
+// creating files leave the real project byte-identical; the upper layer
+// holds the changes, deletions as whiteouts.
+#[test]
+fn overlay_rm_rf_leaves_the_real_project_identical() {
+    let Some(mut f) = sandbox() else { return };
+    let before = super::common::snapshot(&f.path("proj"));
+    let r = f
+        .sh("echo edited >> README.md && echo new > created.txt && rm -rf ./src && ls -A && rm -rf ./* && ls -A | wc -l")
+        .ok();
+    assert_eq!(r.code(), Some(0), "stderr: {}", r.stderr());
+    assert_eq!(super::common::snapshot(&f.path("proj")), before, "the real project changed");
+    let upper = f.path("upper");
+    let wh = std::fs::symlink_metadata(upper.join("README.md")).expect("README.md whiteout in upper");
+    assert!(wh.file_type().is_char_device() && wh.rdev() == 0, "README.md in upper is not a whiteout: {wh:?}");
+    let src = std::fs::symlink_metadata(upper.join("src")).expect("src whiteout in upper");
+    assert!(src.file_type().is_char_device(), "src in upper is not a whiteout");
+    assert!(!upper.join("created.txt").exists(), "created then deleted: no trace expected");
+}
+
+#[test]
+fn overlay_keeps_edits_in_upper() {
+    let Some(mut f) = sandbox() else { return };
+    let r = f.sh("echo edited >> README.md && echo new > created.txt && cat README.md").ok();
+    assert_eq!(r.code(), Some(0), "stderr: {}", r.stderr());
+    assert_eq!(r.stdout(), "# the real readme\nedited\n");
+    assert_eq!(std::fs::read_to_string(f.path("proj/README.md")).unwrap(), "# the real readme\n");
+    assert_eq!(std::fs::read_to_string(f.path("upper/README.md")).unwrap(), "# the real readme\nedited\n");
+    assert_eq!(std::fs::read_to_string(f.path("upper/created.txt")).unwrap(), "new\n");
+}
+
+#[test]
+fn writes_to_home_etc_usr_fail() {
+    let Some(mut f) = sandbox() else { return };
+    let home = f.path("home");
+    for target in [home.join("planted"), "/etc/planted".into(), "/usr/planted".into(), "/planted".into()] {
+        let r = f.check(&["write", target.to_str().unwrap()]).ok();
+        let errno: i32 = r.stdout().trim().parse().unwrap();
+        assert_ne!(errno, 0, "writing {} succeeded inside", target.display());
+        assert!(!target.exists() || target.starts_with("/etc") && !std::path::Path::new("/etc/planted").exists());
+    }
+    assert!(!home.join("planted").exists());
+    assert!(!std::path::Path::new("/etc/planted").exists());
+    assert!(!std::path::Path::new("/usr/planted").exists());
+}
+
+#[test]
+fn hidden_paths_are_empty_decoys() {
+    let Some(mut f) = sandbox() else { return };
+    let r = f.sh("cat .env; ls -A ~/.aws; cat ~/.aws/credentials 2>/dev/null; echo done").ok();
+    let out = r.stdout();
+    assert!(!out.contains("marker-env-9f3a"), "the .env leaked: {out}");
+    assert!(!out.contains("marker-aws-77c1"), "~/.aws leaked: {out}");
+    assert!(out.ends_with("done\n"), "{out}");
+    // The home is otherwise empty: no host file shows through.
+    let r = f.sh("ls -A \"$HOME\"").ok();
+    assert_eq!(r.stdout().trim(), ".aws", "home should hold only the decoy");
+}
+
+#[test]
+fn host_secrets_are_masked() {
+    let Some(mut f) = sandbox() else { return };
+    let r = f.sh("cat /etc/shadow /etc/gshadow 2>&1; ls -A /etc/sudoers.d 2>&1; ls /root /home 2>&1; echo end").ok();
+    let out = r.stdout();
+    if let Ok(shadow) = std::fs::read_to_string("/etc/shadow") {
+        for line in shadow.lines().filter(|l| !l.is_empty()) {
+            assert!(!out.contains(line), "a line of /etc/shadow leaked: {line}");
+        }
+    }
+    assert!(out.contains("/root") && out.contains("/home"), "/root or /home visible: {out}");
+}
+
+// Issue 3: as root, the agent cannot rewrite a value under /proc/sys
+// (written back: the current value, so a failure of the wall is harmless).
+#[test]
+fn proc_sys_write_back_fails() {
+    let Some(mut f) = sandbox() else { return };
+    let r = f
+        .sh("v=$(cat /proc/sys/kernel/sysrq) && { echo \"$v\" > /proc/sys/kernel/sysrq && echo WROTE; } 2>/dev/null; echo done")
+        .ok();
+    assert!(!r.stdout().contains("WROTE"), "a kernel setting was written from inside: {}", r.stdout());
+    if !is_root() {
+        eprintln!("note: not root, the kernel would refuse this write anyway");
+    }
+}
+
+#[test]
+fn proc_shows_only_the_sandbox() {
+    let Some(mut f) = sandbox() else { return };
+    if !std::path::Path::new("/usr/bin/ps").exists() && !std::path::Path::new("/bin/ps").exists() {
+        return skip("ps is not installed");
+    }
+    let r = f.sh("ps -e -o pid=,args=").ok();
+    let lines: Vec<String> = r.stdout().lines().map(|l| l.trim().to_owned()).collect();
+    assert!(lines.len() <= 4, "more processes than the sandbox's: {lines:?}");
+    assert!(lines.iter().any(|l| l.starts_with("1 ") && l.contains("blastwall-init")), "{lines:?}");
+    let r = f.sh("ls /proc | grep -c '^[0-9]'").ok();
+    let n: u32 = r.stdout().trim().parse().unwrap();
+    assert!(n <= 5, "{n} pids visible in /proc");
+}
+
+#[test]
+fn agent_has_no_privilege() {
+    let Some(mut f) = sandbox() else { return };
+    let r = f.check(&["status"]).ok();
+    let v: serde_json::Value = serde_json::from_str(r.stdout().trim()).unwrap();
+    assert_eq!(v["no_new_privs"], "1");
+    assert_eq!(v["seccomp"], "2");
+    assert_eq!(v["cap_eff"], "0000000000000000");
+    assert_eq!(v["cap_prm"], "0000000000000000");
+    assert_eq!(v["cap_bnd"], "0000000000000000");
+    let uid = f.spec.identity.uid.to_string();
+    assert!(v["uid"].as_str().unwrap().split_whitespace().all(|u| u == uid), "{v}");
+    // What the layers report says was in force.
+    let r = f.sh("true").ok();
+    let layers = &r.outcome["layers"];
+    assert_eq!(layers["seccomp"], true);
+    if layers["landlock_abi"].is_null() {
+        skip("no Landlock on this kernel");
+    } else {
+        assert_eq!(layers["landlock_fs"], true, "{layers}");
+    }
+}
+
+#[test]
+fn unshare_user_namespace_fails() {
+    let Some(mut f) = sandbox() else { return };
+    let ok_outside = std::process::Command::new("unshare").args(["-U", "true"]).status();
+    if !ok_outside.is_ok_and(|s| s.success()) {
+        return skip("`unshare -U true` does not work outside the wall either");
+    }
+    let r = f.sh("unshare -U true && echo ESCAPED; echo done").ok();
+    assert!(!r.stdout().contains("ESCAPED"), "unshare -U worked inside");
+}
+
+// Fail closed: a limit this build cannot enforce stops the run, naming
+// the layer, unless accepted missing.
+#[test]
+fn unenforceable_limit_stops_the_run() {
+    let Some(mut f) = sandbox() else { return };
+    f.spec.limits.overlay_bytes = Some(1 << 20);
+    let r = f.sh("echo SHOULD-NOT-RUN");
+    let e = r.error().expect("the run must refuse");
+    assert!(e.contains("cgroup") && e.contains("doctor"), "{e}");
+    assert!(!r.stdout().contains("SHOULD-NOT-RUN"));
+}
+
+#[test]
+fn limits_in_force_are_reported() {
+    let Some(mut f) = sandbox() else { return };
+    f.spec.limits.pids = Some(64);
+    f.spec.limits.cpu_seconds = Some(600);
+    f.spec.limits.memory_bytes = Some(512 << 20);
+    f.spec.accept_missing.push(blastwall_sandbox::Layer::Cgroup);
+    let r = f.sh("true").ok();
+    let lim = &r.outcome["layers"]["limits"];
+    assert_eq!(lim["cpu_seconds"]["value"], 600);
+    assert_eq!(lim["pids"]["value"], 64);
+    assert_eq!(lim["oom_score_adj"], 1000);
+    if is_root() {
+        assert_eq!(lim["memory_bytes"]["value"], 512u64 << 20, "{lim}");
+    } else if lim["memory_bytes"].is_null() {
+        let missing = &r.outcome["layers"]["missing"];
+        assert!(missing.to_string().contains("cgroup"), "{missing}");
+    }
+}

@@ -1,0 +1,5 @@
+mod common;
+mod filesystem;
+mod lifetime;
+mod network;
+mod seccomp;
