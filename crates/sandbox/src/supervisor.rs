@@ -222,6 +222,8 @@ pub fn run(
         CString::new(config.as_raw_fd().to_string())
             .map_err(|_| SandboxError::Spec("argv".to_owned()))?,
     ];
+    let (ready_read, ready_write) =
+        nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(nix_err("cannot create the ready pipe"))?;
     let prepared = crate::sys::PreparedExec::new(
         exe,
         argv,
@@ -230,6 +232,7 @@ pub fn run(
         sync_write.as_raw_fd(),
         keep,
         nix::unistd::geteuid().is_root(),
+        ready_write.as_raw_fd(),
     );
 
     // Step 2: the namespaces.
@@ -262,6 +265,8 @@ pub fn run(
         outside
     });
 
+    drop(ready_write);
+    wait_ready(ready_read)?;
     write_id_maps(pid, &spec.identity)?;
     cgroups
         .0
@@ -339,6 +344,19 @@ pub fn run(
         },
         memory_limit_hit: oom,
     })
+}
+
+/// Waits until the cloned child says its id maps may be written.
+fn wait_ready(ready: OwnedFd) -> Result<(), SandboxError> {
+    let mut b = [0u8; 1];
+    loop {
+        match nix::unistd::read(&ready, &mut b) {
+            Ok(1) => return Ok(()),
+            Err(nix::errno::Errno::EINTR) => continue,
+            Ok(_) => return Err(SandboxError::InitDied("the new sandbox process ended before its setup".to_owned())),
+            Err(e) => return Err(nix_err("cannot read the ready pipe")(e)),
+        }
+    }
 }
 
 fn unique() -> u64 {
@@ -551,6 +569,9 @@ pub(crate) fn probe_namespaces() -> NsProbe {
     ) else {
         return fail("argv".to_owned());
     };
+    let Ok((ready_read, ready_write)) = nix::unistd::pipe2(OFlag::O_CLOEXEC) else {
+        return fail("cannot create a pipe".to_owned());
+    };
     let prepared = crate::sys::PreparedExec::new(
         exe,
         vec![a0, a1, a2],
@@ -559,6 +580,7 @@ pub(crate) fn probe_namespaces() -> NsProbe {
         sync_write.as_raw_fd(),
         Vec::new(),
         nix::unistd::geteuid().is_root(),
+        ready_write.as_raw_fd(),
     );
     let flags = CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNS;
     let pid = match crate::sys::clone_into_namespaces(flags.bits(), &prepared) {
@@ -566,6 +588,10 @@ pub(crate) fn probe_namespaces() -> NsProbe {
         Err(e) => return fail(e.to_string()),
     };
     let mut guard = InitGuard { pid: Some(pid) };
+    drop(ready_write);
+    if let Err(e) = wait_ready(ready_read) {
+        return fail(e.to_string());
+    }
     let me = crate::Identity {
         uid: 0,
         gid: 0,

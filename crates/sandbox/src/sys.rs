@@ -36,6 +36,9 @@ pub(crate) struct PreparedExec {
     keep: Vec<RawFd>,
     /// Drop the supplementary groups (the supervisor is root).
     drop_groups: bool,
+    /// Write end of the ready pipe: the child writes one byte once the
+    /// supervisor may write its id maps, then closes it.
+    ready_write: RawFd,
 }
 
 impl PreparedExec {
@@ -47,6 +50,7 @@ impl PreparedExec {
         sync_write: RawFd,
         keep: Vec<RawFd>,
         drop_groups: bool,
+        ready_write: RawFd,
     ) -> Self {
         let mut argv_ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
         argv_ptrs.push(std::ptr::null());
@@ -62,6 +66,7 @@ impl PreparedExec {
             sync_write,
             keep,
             drop_groups,
+            ready_write,
         }
     }
 }
@@ -121,6 +126,18 @@ unsafe fn child_after_clone(p: &PreparedExec) -> ! {
             0,
             0,
         );
+        // An unprivileged supervisor can write our id maps only while we
+        // are dumpable (/proc/<pid>/uid_map belongs to root otherwise). The
+        // window holds a copy-on-write image of the supervisor, readable
+        // by the user's own host processes until the start byte; see
+        // docs/sandbox.md "What the sandbox does not protect".
+        if !p.drop_groups {
+            libc::prctl(libc::PR_SET_DUMPABLE, 1 as libc::c_ulong, 0, 0, 0);
+        }
+        // Tell the supervisor it may write our id maps now.
+        let one = 1u8;
+        libc::write(p.ready_write, (&raw const one).cast(), 1);
+        libc::close(p.ready_write);
         // Our copy of the write end must go, so that the supervisor's death
         // shows as end-of-file on the read end (lifeline).
         libc::close(p.sync_write);
@@ -137,6 +154,7 @@ unsafe fn child_after_clone(p: &PreparedExec) -> ! {
             // End-of-file: the supervisor gave up or died.
             libc::_exit(1);
         }
+        libc::prctl(libc::PR_SET_DUMPABLE, 0 as libc::c_ulong, 0, 0, 0);
         // Become the namespace's root, which the supervisor mapped to the
         // unprivileged host uid/gid. A root supervisor's child still has
         // host uid 0 (unmapped here) until it does so; an unprivileged one
