@@ -416,6 +416,7 @@ pub fn install_for_test() -> Result<(), String> {
 }
 
 #[cfg(test)]
+#[expect(clippy::expect_used, reason = "tests fail loudly")]
 mod tests {
     use super::*;
 

@@ -353,7 +353,11 @@ fn wait_ready(ready: OwnedFd) -> Result<(), SandboxError> {
         match nix::unistd::read(&ready, &mut b) {
             Ok(1) => return Ok(()),
             Err(nix::errno::Errno::EINTR) => continue,
-            Ok(_) => return Err(SandboxError::InitDied("the new sandbox process ended before its setup".to_owned())),
+            Ok(_) => {
+                return Err(SandboxError::InitDied(
+                    "the new sandbox process ended before its setup".to_owned(),
+                ));
+            }
             Err(e) => return Err(nix_err("cannot read the ready pipe")(e)),
         }
     }

@@ -42,7 +42,10 @@ pub(crate) struct Fixture {
 
 impl Fixture {
     pub(crate) fn new() -> Fixture {
-        let dir = tempfile::Builder::new().prefix("bw-sandbox-test").tempdir_in("/tmp").unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("bw-sandbox-test")
+            .tempdir_in("/tmp")
+            .unwrap();
         let root = dir.path();
         for d in ["proj", "upper", "work", "home"] {
             std::fs::create_dir(root.join(d)).unwrap();
@@ -55,7 +58,12 @@ impl Fixture {
         std::fs::write(root.join("home/.aws/credentials"), "marker-aws-77c1\n").unwrap();
         let identity = if is_root() {
             chown_tree(root, ROOT_TEST_UID);
-            Identity { uid: 1000, gid: 1000, host_uid: ROOT_TEST_UID, host_gid: ROOT_TEST_UID }
+            Identity {
+                uid: 1000,
+                gid: 1000,
+                host_uid: ROOT_TEST_UID,
+                host_gid: ROOT_TEST_UID,
+            }
         } else {
             Identity::for_current_user(None)
         };
@@ -63,8 +71,12 @@ impl Fixture {
         let proj = root.join("proj");
         let mut spec = SandboxSpec::new(vec![os("true")], proj.clone(), root.join("home"));
         spec.identity = identity;
-        spec.project_mode = ProjectMode::Overlay { upper: root.join("upper"), work: root.join("work") };
-        spec.ro_paths.push(checker().parent().unwrap().to_path_buf());
+        spec.project_mode = ProjectMode::Overlay {
+            upper: root.join("upper"),
+            work: root.join("work"),
+        };
+        spec.ro_paths
+            .push(checker().parent().unwrap().to_path_buf());
         spec.hidden.push(proj.join(".env"));
         spec.hidden.push(root.join("home/.aws"));
         spec.env = vec![
@@ -87,7 +99,9 @@ impl Fixture {
 
     /// Runs the checker inside with `args`.
     pub(crate) fn check(&mut self, args: &[&str]) -> Run {
-        self.spec.argv = std::iter::once(checker().into_os_string()).chain(args.iter().map(|a| os(a))).collect();
+        self.spec.argv = std::iter::once(checker().into_os_string())
+            .chain(args.iter().map(|a| os(a)))
+            .collect();
         self.run()
     }
 
@@ -95,9 +109,15 @@ impl Fixture {
         let spec_path = self.path("spec.json");
         let out_path = self.path("outcome.json");
         std::fs::write(&spec_path, serde_json::to_vec(&self.spec).unwrap()).unwrap();
-        let output = Command::new(harness()).arg("run").arg(&spec_path).arg(&out_path).output().unwrap();
+        let output = Command::new(harness())
+            .arg("run")
+            .arg(&spec_path)
+            .arg(&out_path)
+            .output()
+            .unwrap();
         let outcome: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(&out_path).unwrap_or_default()).unwrap_or(serde_json::Value::Null);
+            serde_json::from_slice(&std::fs::read(&out_path).unwrap_or_default())
+                .unwrap_or(serde_json::Value::Null);
         Run { output, outcome }
     }
 }
@@ -128,19 +148,33 @@ impl Run {
     }
 
     pub(crate) fn error(&self) -> Option<String> {
-        self.outcome.get("error").and_then(|e| e.as_str()).map(str::to_owned)
+        self.outcome
+            .get("error")
+            .and_then(|e| e.as_str())
+            .map(str::to_owned)
     }
 
     pub(crate) fn code(&self) -> Option<i64> {
-        self.outcome.pointer("/status/code").and_then(serde_json::Value::as_i64)
+        self.outcome
+            .pointer("/status/code")
+            .and_then(serde_json::Value::as_i64)
     }
 
     /// Panics with everything when the sandbox itself failed.
     pub(crate) fn ok(self) -> Run {
         if let Some(e) = self.error() {
-            panic!("sandbox error: {e}\nstdout:\n{}\nstderr:\n{}", self.stdout(), self.stderr());
+            panic!(
+                "sandbox error: {e}\nstdout:\n{}\nstderr:\n{}",
+                self.stdout(),
+                self.stderr()
+            );
         }
-        assert!(self.outcome.get("status").is_some(), "no outcome: {:?}\nstderr:\n{}", self.outcome, self.stderr());
+        assert!(
+            self.outcome.get("status").is_some(),
+            "no outcome: {:?}\nstderr:\n{}",
+            self.outcome,
+            self.stderr()
+        );
         self
     }
 }
@@ -152,7 +186,11 @@ pub(crate) fn sandbox() -> Option<Fixture> {
     match r.error() {
         None if r.code() == Some(0) => Some(f),
         None => {
-            skip(&format!("`true` in the sandbox failed: {:?} {}", r.outcome, r.stderr()));
+            skip(&format!(
+                "`true` in the sandbox failed: {:?} {}",
+                r.outcome,
+                r.stderr()
+            ));
             None
         }
         Some(e) if e.contains("namespaces") || e.contains("cannot be applied") => {

@@ -16,35 +16,68 @@ fn overlay_rm_rf_leaves_the_real_project_identical() {
         .sh("echo edited >> README.md && echo new > created.txt && rm -rf ./src && ls -A && rm -rf ./* && ls -A | wc -l")
         .ok();
     assert_eq!(r.code(), Some(0), "stderr: {}", r.stderr());
-    assert_eq!(super::common::snapshot(&f.path("proj")), before, "the real project changed");
+    assert_eq!(
+        super::common::snapshot(&f.path("proj")),
+        before,
+        "the real project changed"
+    );
     let upper = f.path("upper");
-    let wh = std::fs::symlink_metadata(upper.join("README.md")).expect("README.md whiteout in upper");
-    assert!(wh.file_type().is_char_device() && wh.rdev() == 0, "README.md in upper is not a whiteout: {wh:?}");
+    let wh =
+        std::fs::symlink_metadata(upper.join("README.md")).expect("README.md whiteout in upper");
+    assert!(
+        wh.file_type().is_char_device() && wh.rdev() == 0,
+        "README.md in upper is not a whiteout: {wh:?}"
+    );
     let src = std::fs::symlink_metadata(upper.join("src")).expect("src whiteout in upper");
-    assert!(src.file_type().is_char_device(), "src in upper is not a whiteout");
-    assert!(!upper.join("created.txt").exists(), "created then deleted: no trace expected");
+    assert!(
+        src.file_type().is_char_device(),
+        "src in upper is not a whiteout"
+    );
+    assert!(
+        !upper.join("created.txt").exists(),
+        "created then deleted: no trace expected"
+    );
 }
 
 #[test]
 fn overlay_keeps_edits_in_upper() {
     let Some(mut f) = sandbox() else { return };
-    let r = f.sh("echo edited >> README.md && echo new > created.txt && cat README.md").ok();
+    let r = f
+        .sh("echo edited >> README.md && echo new > created.txt && cat README.md")
+        .ok();
     assert_eq!(r.code(), Some(0), "stderr: {}", r.stderr());
     assert_eq!(r.stdout(), "# the real readme\nedited\n");
-    assert_eq!(std::fs::read_to_string(f.path("proj/README.md")).unwrap(), "# the real readme\n");
-    assert_eq!(std::fs::read_to_string(f.path("upper/README.md")).unwrap(), "# the real readme\nedited\n");
-    assert_eq!(std::fs::read_to_string(f.path("upper/created.txt")).unwrap(), "new\n");
+    assert_eq!(
+        std::fs::read_to_string(f.path("proj/README.md")).unwrap(),
+        "# the real readme\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(f.path("upper/README.md")).unwrap(),
+        "# the real readme\nedited\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(f.path("upper/created.txt")).unwrap(),
+        "new\n"
+    );
 }
 
 #[test]
 fn writes_to_home_etc_usr_fail() {
     let Some(mut f) = sandbox() else { return };
     let home = f.path("home");
-    for target in [home.join("planted"), "/etc/planted".into(), "/usr/planted".into(), "/planted".into()] {
+    for target in [
+        home.join("planted"),
+        "/etc/planted".into(),
+        "/usr/planted".into(),
+        "/planted".into(),
+    ] {
         let r = f.check(&["write", target.to_str().unwrap()]).ok();
         let errno: i32 = r.stdout().trim().parse().unwrap();
         assert_ne!(errno, 0, "writing {} succeeded inside", target.display());
-        assert!(!target.exists() || target.starts_with("/etc") && !std::path::Path::new("/etc/planted").exists());
+        assert!(
+            !target.exists()
+                || target.starts_with("/etc") && !std::path::Path::new("/etc/planted").exists()
+        );
     }
     assert!(!home.join("planted").exists());
     assert!(!std::path::Path::new("/etc/planted").exists());
@@ -54,7 +87,9 @@ fn writes_to_home_etc_usr_fail() {
 #[test]
 fn hidden_paths_are_empty_decoys() {
     let Some(mut f) = sandbox() else { return };
-    let r = f.sh("cat .env; ls -A ~/.aws; cat ~/.aws/credentials 2>/dev/null; echo done").ok();
+    let r = f
+        .sh("cat .env; ls -A ~/.aws; cat ~/.aws/credentials 2>/dev/null; echo done")
+        .ok();
     let out = r.stdout();
     assert!(!out.contains("marker-env-9f3a"), "the .env leaked: {out}");
     assert!(!out.contains("marker-aws-77c1"), "~/.aws leaked: {out}");
@@ -74,7 +109,10 @@ fn host_secrets_are_masked() {
             assert!(!out.contains(line), "a line of /etc/shadow leaked: {line}");
         }
     }
-    assert!(out.contains("/root") && out.contains("/home"), "/root or /home visible: {out}");
+    assert!(
+        out.contains("/root") && out.contains("/home"),
+        "/root or /home visible: {out}"
+    );
 }
 
 // Issue 3: as root, the agent cannot rewrite a value under /proc/sys
@@ -85,7 +123,11 @@ fn proc_sys_write_back_fails() {
     let r = f
         .sh("v=$(cat /proc/sys/kernel/sysrq) && { echo \"$v\" > /proc/sys/kernel/sysrq && echo WROTE; } 2>/dev/null; echo done")
         .ok();
-    assert!(!r.stdout().contains("WROTE"), "a kernel setting was written from inside: {}", r.stdout());
+    assert!(
+        !r.stdout().contains("WROTE"),
+        "a kernel setting was written from inside: {}",
+        r.stdout()
+    );
     if !is_root() {
         eprintln!("note: not root, the kernel would refuse this write anyway");
     }
@@ -99,8 +141,16 @@ fn proc_shows_only_the_sandbox() {
     }
     let r = f.sh("ps -e -o pid=,args=").ok();
     let lines: Vec<String> = r.stdout().lines().map(|l| l.trim().to_owned()).collect();
-    assert!(lines.len() <= 4, "more processes than the sandbox's: {lines:?}");
-    assert!(lines.iter().any(|l| l.starts_with("1 ") && l.contains("blastwall-init")), "{lines:?}");
+    assert!(
+        lines.len() <= 4,
+        "more processes than the sandbox's: {lines:?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("1 ") && l.contains("blastwall-init")),
+        "{lines:?}"
+    );
     let r = f.sh("ls /proc | grep -c '^[0-9]'").ok();
     let n: u32 = r.stdout().trim().parse().unwrap();
     assert!(n <= 5, "{n} pids visible in /proc");
@@ -117,7 +167,14 @@ fn agent_has_no_privilege() {
     assert_eq!(v["cap_prm"], "0000000000000000");
     assert_eq!(v["cap_bnd"], "0000000000000000");
     let uid = f.spec.identity.uid.to_string();
-    assert!(v["uid"].as_str().unwrap().split_whitespace().all(|u| u == uid), "{v}");
+    assert!(
+        v["uid"]
+            .as_str()
+            .unwrap()
+            .split_whitespace()
+            .all(|u| u == uid),
+        "{v}"
+    );
     // What the layers report says was in force.
     let r = f.sh("true").ok();
     let layers = &r.outcome["layers"];
@@ -132,7 +189,9 @@ fn agent_has_no_privilege() {
 #[test]
 fn unshare_user_namespace_fails() {
     let Some(mut f) = sandbox() else { return };
-    let ok_outside = std::process::Command::new("unshare").args(["-U", "true"]).status();
+    let ok_outside = std::process::Command::new("unshare")
+        .args(["-U", "true"])
+        .status();
     if !ok_outside.is_ok_and(|s| s.success()) {
         return skip("`unshare -U true` does not work outside the wall either");
     }

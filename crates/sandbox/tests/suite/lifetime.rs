@@ -8,7 +8,9 @@ use super::common::{harness, sandbox};
 fn pids_with_cmdline(needle: &str) -> Vec<i32> {
     let mut out = Vec::new();
     for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else { continue };
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            continue;
+        };
         if let Ok(c) = std::fs::read(format!("/proc/{pid}/cmdline")) {
             let c = String::from_utf8_lossy(&c).replace('\0', " ");
             if c.contains(needle) {
@@ -34,7 +36,11 @@ fn wait_for(what: &str, cond: impl Fn() -> bool) {
 fn sigkill_of_the_supervisor_kills_everything_inside() {
     let Some(mut f) = sandbox() else { return };
     let tag = format!("{}", 3_000_000 + std::process::id());
-    f.spec.argv = vec!["sh".into(), "-c".into(), format!("(setsid sleep {tag}1 &) ; sleep {tag}2").into()];
+    f.spec.argv = vec![
+        "sh".into(),
+        "-c".into(),
+        format!("(setsid sleep {tag}1 &) ; sleep {tag}2").into(),
+    ];
     let spec_path = f.path("spec.json");
     std::fs::write(&spec_path, serde_json::to_vec(&f.spec).unwrap()).unwrap();
     let mut sup = Command::new(harness())
@@ -46,14 +52,21 @@ fn sigkill_of_the_supervisor_kills_everything_inside() {
         .unwrap();
     let inner = format!("sleep {tag}1");
     let outer = format!("sleep {tag}2");
-    wait_for("both sleeps start", || !pids_with_cmdline(&inner).is_empty() && !pids_with_cmdline(&outer).is_empty());
+    wait_for("both sleeps start", || {
+        !pids_with_cmdline(&inner).is_empty() && !pids_with_cmdline(&outer).is_empty()
+    });
     let init: Vec<i32> = pids_with_cmdline("__blastwall-init");
     sup.kill().unwrap();
     sup.wait().unwrap();
-    wait_for("everything inside dies", || pids_with_cmdline(&inner).is_empty() && pids_with_cmdline(&outer).is_empty());
+    wait_for("everything inside dies", || {
+        pids_with_cmdline(&inner).is_empty() && pids_with_cmdline(&outer).is_empty()
+    });
     for pid in init {
-        wait_for("the init dies", || !std::path::Path::new(&format!("/proc/{pid}")).exists() || {
-            std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.contains(") Z"))
+        wait_for("the init dies", || {
+            !std::path::Path::new(&format!("/proc/{pid}")).exists() || {
+                std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                    .is_ok_and(|s| s.contains(") Z"))
+            }
         });
     }
 }

@@ -15,7 +15,10 @@ fn host_unix_socket_is_unreachable() {
     let _ = listener.accept().unwrap();
     let r = f.check(&["unix", outside.to_str().unwrap()]).ok();
     assert_ne!(r.stdout().trim(), "0", "connected to a host unix socket");
-    assert!(listener.accept().is_err(), "the host socket accepted a connection from inside");
+    assert!(
+        listener.accept().is_err(),
+        "the host socket accepted a connection from inside"
+    );
 }
 
 #[test]
@@ -26,5 +29,8 @@ fn host_loopback_tcp_is_unreachable() {
     let addr = listener.local_addr().unwrap().to_string();
     let r = f.check(&["tcp", &addr]).ok();
     assert_ne!(r.stdout().trim(), "0", "connected to the host's {addr}");
-    assert!(listener.accept().is_err(), "the host listener accepted a connection from inside");
+    assert!(
+        listener.accept().is_err(),
+        "the host listener accepted a connection from inside"
+    );
 }
