@@ -947,11 +947,13 @@ impl Syscalls for RecordingSyscalls {
         data: Option<&str>,
     ) -> io::Result<()> {
         self.record(format!(
-            "mount {} {} {} {:?} {}",
+            "mount {} {} {} {} {}",
             source.map_or("-".into(), |s| s.display().to_string()),
             target.display(),
             fstype.unwrap_or("-"),
-            flags,
+            format!("{flags:?}")
+                .trim_start_matches("MsFlags(")
+                .trim_end_matches(')'),
             data.unwrap_or("-")
         ))
     }
@@ -989,5 +991,263 @@ impl Syscalls for RecordingSyscalls {
 
     fn symlink(&self, target: &Path, link: &Path) -> io::Result<()> {
         self.record(format!("symlink {} {}", link.display(), target.display()))
+    }
+}
+
+#[cfg(test)]
+#[expect(clippy::unwrap_used, reason = "tests fail loudly")]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use pretty_assertions::assert_eq;
+
+    use super::*;
+    use crate::{Identity, SandboxSpec};
+
+    /// A host made of a fixed set of paths.
+    struct FakeHost(BTreeMap<PathBuf, Kind>);
+
+    impl FakeHost {
+        fn new() -> FakeHost {
+            let mut m = BTreeMap::new();
+            for d in [
+                "/usr",
+                "/etc",
+                "/lib",
+                "/etc/sudoers.d",
+                "/etc/ssh",
+                "/proc/sys",
+                "/proc/acpi",
+                "/home/u/proj",
+                "/home/u/.aws",
+                "/s/upper",
+                "/s/work",
+                "/opt/tool",
+            ] {
+                m.insert(PathBuf::from(d), Kind::Dir);
+            }
+            for f in [
+                "/etc/shadow",
+                "/etc/sudoers",
+                "/etc/ssh/ssh_host_ed25519_key",
+                "/etc/ssh/ssh_config",
+                "/proc/kcore",
+                "/dev/null",
+                "/dev/tty",
+                "/home/u/proj/.env",
+                "/home/u/.gitconfig",
+            ] {
+                m.insert(PathBuf::from(f), Kind::File);
+            }
+            m.insert(PathBuf::from("/bin"), Kind::Symlink("usr/bin".into()));
+            FakeHost(m)
+        }
+    }
+
+    impl HostQuery for FakeHost {
+        fn kind(&self, path: &Path) -> Option<Kind> {
+            self.0.get(path).cloned()
+        }
+        fn list(&self, dir: &Path) -> Vec<OsString> {
+            self.0
+                .keys()
+                .filter(|p| p.parent() == Some(dir))
+                .filter_map(|p| p.file_name().map(OsString::from))
+                .collect()
+        }
+    }
+
+    fn spec() -> SandboxSpec {
+        let mut s = SandboxSpec::new(vec!["true".into()], "/home/u/proj".into(), "/home/u".into());
+        s.identity = Identity {
+            uid: 1000,
+            gid: 1000,
+            host_uid: 1000,
+            host_gid: 1000,
+        };
+        s.project_mode = ProjectMode::Overlay {
+            upper: "/s/upper".into(),
+            work: "/s/work".into(),
+        };
+        s.ro_paths = vec!["/home/u/.gitconfig".into(), "/opt/tool".into()];
+        s.hidden = vec![
+            "/home/u/proj/.env".into(),
+            "/home/u/.aws".into(),
+            "/var/secret".into(),
+        ];
+        s
+    }
+
+    fn calls(spec: &SandboxSpec) -> Vec<String> {
+        let plan = Plan::build(spec, &FakeHost::new()).unwrap();
+        let rec = RecordingSyscalls::default();
+        plan.apply(&rec).unwrap();
+        rec.calls()
+    }
+
+    fn index(calls: &[String], prefix: &str) -> usize {
+        calls
+            .iter()
+            .position(|c| c.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no call {prefix:?} in {calls:#?}"))
+    }
+
+    #[test]
+    fn base_is_private_and_pivots_twice() {
+        let c = calls(&spec());
+        assert_eq!(c[0], "mount - / - MS_REC | MS_PRIVATE -");
+        assert!(c[1].starts_with("mount tmpfs /tmp tmpfs"));
+        let first = index(&c, "pivot_root /tmp /tmp/oldroot");
+        let detach = index(&c, "detach /oldroot");
+        let second = index(&c, "pivot_root . .");
+        assert!(first < detach && detach < second);
+        assert_eq!(&c[c.len() - 2..], ["detach .", "chdir /"]);
+    }
+
+    #[test]
+    fn system_is_read_only_and_secrets_masked() {
+        let c = calls(&spec());
+        for d in ["/usr", "/etc", "/lib"] {
+            let bind = index(
+                &c,
+                &format!("mount /oldroot{d} /newroot{d} - MS_BIND | MS_REC"),
+            );
+            let ro = index(&c, &format!("setattr /newroot{d} rec=true set=0x7"));
+            assert!(bind < ro);
+        }
+        assert!(c.contains(&"symlink /newroot/bin usr/bin".to_owned()));
+        for f in [
+            "/etc/shadow",
+            "/etc/sudoers",
+            "/etc/ssh/ssh_host_ed25519_key",
+            "/proc/kcore",
+        ] {
+            index(&c, &format!("mount /decoy/empty /newroot{f} - MS_BIND"));
+        }
+        assert!(
+            !c.iter()
+                .any(|x| x.contains("ssh_config") && x.contains("decoy")),
+            "only host keys are masked"
+        );
+        index(&c, "mount tmpfs /newroot/etc/sudoers.d tmpfs MS_RDONLY");
+        index(&c, "mount tmpfs /newroot/proc/acpi tmpfs MS_RDONLY");
+        index(
+            &c,
+            "mount /newroot/proc/sys /newroot/proc/sys - MS_BIND | MS_REC",
+        );
+        index(&c, "setattr /newroot/proc/sys rec=true set=0x7");
+    }
+
+    #[test]
+    fn project_overlay_after_home_and_hidden_after_grants() {
+        let c = calls(&spec());
+        let home = index(&c, "mount tmpfs /newroot/home/u tmpfs");
+        let overlay = index(
+            &c,
+            "mount overlay /newroot/home/u/proj overlay MS_NOSUID | MS_NODEV lowerdir=/oldroot/home/u/proj,upperdir=/oldroot/s/upper,workdir=/oldroot/s/work,userxattr",
+        );
+        let env = index(&c, "mount /decoy/empty /newroot/home/u/proj/.env - MS_BIND");
+        let aws = index(&c, "mount tmpfs /newroot/home/u/.aws tmpfs MS_RDONLY");
+        let gitconfig = index(
+            &c,
+            "mount /oldroot/home/u/.gitconfig /newroot/home/u/.gitconfig - MS_BIND | MS_REC",
+        );
+        let seal = index(&c, "setattr /newroot/home/u rec=false set=0x7");
+        assert!(home < overlay && overlay < env && gitconfig < env && env < seal && aws < seal);
+        // A hidden path outside the view is simply absent.
+        assert!(!c.iter().any(|x| x.contains("/var/secret")));
+        index(&c, "touch /newroot/home/u/.gitconfig");
+    }
+
+    #[test]
+    fn private_tmp_run_dev() {
+        let c = calls(&spec());
+        for d in ["/tmp", "/run", "/var/tmp", "/dev/shm"] {
+            index(&c, &format!("mount tmpfs /newroot{d} tmpfs"));
+        }
+        index(
+            &c,
+            "mount devpts /newroot/dev/pts devpts MS_NOSUID | MS_NOEXEC newinstance,ptmxmode=0666",
+        );
+        index(&c, "mount /oldroot/dev/null /newroot/dev/null - MS_BIND");
+        index(&c, "symlink /newroot/dev/ptmx pts/ptmx");
+        index(&c, "mount proc /newroot/proc proc");
+    }
+
+    #[test]
+    fn read_only_and_read_write_projects_bind() {
+        let mut s = spec();
+        s.project_mode = ProjectMode::ReadOnly;
+        let c = calls(&s);
+        index(
+            &c,
+            "mount /oldroot/home/u/proj /newroot/home/u/proj - MS_BIND | MS_REC",
+        );
+        index(&c, "setattr /newroot/home/u/proj rec=true set=0x7");
+        s.project_mode = ProjectMode::ReadWrite;
+        let c = calls(&s);
+        index(&c, "setattr /newroot/home/u/proj rec=true set=0x6");
+    }
+
+    #[test]
+    fn bad_specs_are_refused() {
+        let mut s = spec();
+        s.project = "relative/proj".into();
+        assert!(matches!(
+            Plan::build(&s, &FakeHost::new()),
+            Err(SandboxError::Spec(_))
+        ));
+        let mut s = spec();
+        s.project_mode = ProjectMode::Overlay {
+            upper: "/s/up,per".into(),
+            work: "/s/work".into(),
+        };
+        assert!(matches!(
+            Plan::build(&s, &FakeHost::new()),
+            Err(SandboxError::Spec(_))
+        ));
+        let mut s = spec();
+        s.ro_paths.push("/does/not/exist".into());
+        assert!(matches!(
+            Plan::build(&s, &FakeHost::new()),
+            Err(SandboxError::Spec(_))
+        ));
+        let mut s = spec();
+        s.ro_paths.push("/home/u/../../etc".into());
+        assert!(matches!(
+            Plan::build(&s, &FakeHost::new()),
+            Err(SandboxError::Spec(_))
+        ));
+    }
+
+    // Fail closed: a fault injected behind the syscall layer stops the
+    // setup with an error naming the step, and nothing after it runs.
+    #[test]
+    fn injected_fault_stops_the_setup_naming_the_step() {
+        let plan = Plan::build(&spec(), &FakeHost::new()).unwrap();
+        let rec = RecordingSyscalls {
+            fail_on: Some("mount overlay".to_owned()),
+            ..Default::default()
+        };
+        let err = plan.apply(&rec).unwrap_err();
+        let SandboxError::Setup { step, reason } = err else {
+            panic!("wrong error")
+        };
+        assert_eq!(
+            step,
+            "mount overlay of /oldroot/home/u/proj on /newroot/home/u/proj"
+        );
+        assert!(reason.contains("not permitted"), "{reason}");
+        assert!(
+            rec.calls().last().unwrap().starts_with("mount overlay"),
+            "nothing runs after the failed step"
+        );
+    }
+
+    #[test]
+    fn plan_round_trips_as_json() {
+        let plan = Plan::build(&spec(), &FakeHost::new()).unwrap();
+        let json = serde_json::to_string(&plan).unwrap();
+        assert_eq!(serde_json::from_str::<Plan>(&json).unwrap(), plan);
     }
 }
