@@ -3,3 +3,4 @@ mod filesystem;
 mod lifetime;
 mod network;
 mod seccomp;
+mod tty;
