@@ -84,7 +84,33 @@ fn canonical_spec(spec: &SandboxSpec) -> Result<SandboxSpec, SandboxError> {
         .iter()
         .filter_map(|p| std::fs::canonicalize(p).ok())
         .collect();
+    // Host unix sockets inside a granted tree: a read-only bind does not
+    // stop connect(), and Landlock does not mediate it. Each one the host
+    // lists is covered by a decoy file.
+    let granted: Vec<PathBuf> = std::iter::once(s.project.clone())
+        .chain(s.ro_paths.iter().cloned())
+        .chain(s.rw_paths.iter().cloned())
+        .collect();
+    for sock in host_unix_socket_paths() {
+        if granted.iter().any(|g| sock.starts_with(g)) && !s.hidden.contains(&sock) {
+            s.hidden.push(sock);
+        }
+    }
     Ok(s)
+}
+
+/// The path sockets the host lists in `/proc/net/unix` (this network
+/// namespace: the supervisor's).
+pub(crate) fn host_unix_socket_paths() -> Vec<PathBuf> {
+    let Ok(text) = std::fs::read_to_string("/proc/net/unix") else {
+        return Vec::new();
+    };
+    text.lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().nth(7))
+        .filter(|p| p.starts_with('/'))
+        .map(PathBuf::from)
+        .collect()
 }
 
 /// Kills and reaps the init if the run stops early.

@@ -34,3 +34,27 @@ fn host_loopback_tcp_is_unreachable() {
         "the host listener accepted a connection from inside"
     );
 }
+
+// A host socket inside a read-write project: a bind does not stop
+// connect(), so the supervisor covers every socket /proc/net/unix lists
+// under a grant with a decoy.
+#[test]
+fn host_unix_socket_inside_a_granted_tree_is_unreachable() {
+    let Some(mut f) = sandbox() else { return };
+    f.spec.project_mode = blastwall_sandbox::ProjectMode::ReadWrite;
+    let inside = f.path("proj/db.sock");
+    let listener = UnixListener::bind(&inside).unwrap();
+    listener.set_nonblocking(true).unwrap();
+    // Anyone may connect: only the wall stands in the way.
+    std::fs::set_permissions(&inside, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    let r = f.check(&["unix", inside.to_str().unwrap()]).ok();
+    assert_ne!(
+        r.stdout().trim(),
+        "0",
+        "connected to a host socket in the project"
+    );
+    assert!(
+        listener.accept().is_err(),
+        "the host socket accepted a connection from inside"
+    );
+}
