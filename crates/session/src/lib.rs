@@ -11,10 +11,22 @@
 //! Main types: [`Env`], [`Home`], [`TrustStore`], [`LoadedManifest`].
 #![forbid(unsafe_code)]
 
+mod commit;
+mod diff;
 mod discover;
 mod home;
 mod load;
+mod overlay;
+mod sessions;
 mod trust;
+
+pub use commit::{CommitError, CommitOptions, CommitReport, commit, discard, is_sensitive};
+pub use diff::{render as render_change, stat_line};
+pub use overlay::{Change, ChangeKind, Entry, ReadError, changes, is_text};
+pub use sessions::{
+    SessionDir, SessionError, SessionMeta, Status, list as list_sessions, now_ns,
+    process_start_time,
+};
 
 pub use discover::{MANIFEST_NAME, find_manifest};
 pub use home::{Env, Home};
