@@ -37,6 +37,7 @@
 #![allow(unsafe_code)]
 
 mod doctor;
+mod events;
 mod init;
 mod landlock_rules;
 mod limits;
@@ -164,8 +165,9 @@ pub struct Limits {
     pub pids: Option<u64>,
     /// CPU seconds per process (`RLIMIT_CPU`).
     pub cpu_seconds: Option<u64>,
-    /// Bytes the overlay's upper directory may hold (supervisor watch; not
-    /// enforced yet, reported as not in force).
+    /// Bytes the overlay's upper directory may hold: the supervisor
+    /// measures it every 200 ms and stops the sandbox past it (a fast
+    /// writer can overshoot by what it writes in that time).
     pub overlay_bytes: Option<u64>,
 }
 
@@ -322,6 +324,8 @@ pub enum LimitMechanism {
     CgroupV2,
     /// A per-process rlimit.
     Rlimit,
+    /// Measured by the supervisor, which stops the sandbox past it.
+    SupervisorWatch,
 }
 
 /// A limit that was really in force.
@@ -382,6 +386,10 @@ pub struct RunOutcome {
     pub layers: LayerReport,
     /// The memory limit killed a process inside.
     pub memory_limit_hit: bool,
+    /// The overlay grew past its limit and the sandbox was stopped.
+    pub overlay_limit_hit: bool,
+    /// Hidden paths something inside opened (their decoys), in order.
+    pub hidden_touched: Vec<PathBuf>,
 }
 
 /// Hooks the supervisor calls while the sandbox comes up.
@@ -392,6 +400,12 @@ pub trait SupervisorHooks {
     fn netns_ready(&mut self, pid: i32) -> Result<(), String> {
         let _ = pid;
         Ok(())
+    }
+
+    /// Something inside opened the decoy of hidden path `path` (an audit
+    /// event for the anomaly rules). Called once per inotify event.
+    fn hidden_path_touched(&mut self, path: &std::path::Path) {
+        let _ = path;
     }
 }
 

@@ -224,6 +224,10 @@ impl HostQuery for RealHost {
 pub struct Plan {
     /// The steps, in order.
     pub ops: Vec<Op>,
+    /// The decoys bound over hidden paths from the supervisor's decoy
+    /// directory: (decoy on the host, hidden path inside, is a directory).
+    /// The supervisor creates them and watches them with inotify.
+    pub decoys: Vec<(PathBuf, PathBuf, bool)>,
 }
 
 /// `/newroot` + an absolute path.
@@ -299,8 +303,18 @@ impl Plan {
     ///
     /// The spec's paths must be absolute and canonical (the supervisor
     /// canonicalises them); each grant must exist.
-    pub fn build(spec: &SandboxSpec, host: &dyn HostQuery) -> Result<Plan, SandboxError> {
+    ///
+    /// With `decoy_dir`, each hidden path is covered by a decoy from that
+    /// host directory (named in [`Plan::decoys`], for the supervisor to
+    /// create and watch); without it, by an empty tmpfs or file that only
+    /// the init knows.
+    pub fn build(
+        spec: &SandboxSpec,
+        host: &dyn HostQuery,
+        decoy_dir: Option<&Path>,
+    ) -> Result<Plan, SandboxError> {
         let mut ops = Vec::new();
+        let mut decoys = Vec::new();
         let nr = in_newroot;
 
         // Base: a private tmpfs, pivot into it, host root under /oldroot.
@@ -613,8 +627,9 @@ impl Plan {
                 continue;
             }
             let t = nr(h);
-            match host.kind(h) {
-                Some(Kind::Dir) => {
+            let n = decoys.len();
+            match (host.kind(h), decoy_dir) {
+                (Some(Kind::Dir), None) => {
                     ops.push(Op::Mkdir { path: t.clone() });
                     ops.push(Op::Tmpfs {
                         target: t,
@@ -622,18 +637,51 @@ impl Plan {
                         readonly: true,
                     });
                 }
-                Some(Kind::File) => {
+                (Some(Kind::Dir), Some(dd)) => {
+                    let source = dd.join(format!("d{n}"));
+                    ops.push(Op::Mkdir { path: t.clone() });
+                    ops.push(Op::Bind {
+                        source: in_oldroot(&source),
+                        target: t.clone(),
+                        recursive: false,
+                    });
+                    ops.push(Op::SetAttr {
+                        target: t,
+                        recursive: false,
+                        readonly: true,
+                        nosuid_nodev: true,
+                    });
+                    decoys.push((source, h.clone(), true));
+                }
+                (Some(Kind::File), dd) => {
                     if let Some(parent) = t.parent() {
                         ops.push(Op::Mkdir {
                             path: parent.to_path_buf(),
                         });
                     }
                     ops.push(Op::CreateFile { path: t.clone() });
-                    ops.extend(mask_file(&t));
+                    match dd {
+                        None => ops.extend(mask_file(&t)),
+                        Some(dd) => {
+                            let source = dd.join(format!("f{n}"));
+                            ops.push(Op::Bind {
+                                source: in_oldroot(&source),
+                                target: t.clone(),
+                                recursive: false,
+                            });
+                            ops.push(Op::SetAttr {
+                                target: t,
+                                recursive: false,
+                                readonly: true,
+                                nosuid_nodev: true,
+                            });
+                            decoys.push((source, h.clone(), false));
+                        }
+                    }
                 }
                 // A symlink is not followed: it would point the decoy at
                 // a path of the caller's choosing. Absent: nothing to hide.
-                Some(Kind::Symlink(_)) | None => {}
+                (Some(Kind::Symlink(_)) | None, _) => {}
             }
         }
 
@@ -664,7 +712,7 @@ impl Plan {
         });
         ops.push(Op::Detach { target: ".".into() });
         ops.push(Op::Chdir { path: "/".into() });
-        Ok(Plan { ops })
+        Ok(Plan { ops, decoys })
     }
 
     /// Applies the plan. The error names the step.
@@ -1079,7 +1127,7 @@ mod tests {
     }
 
     fn calls(spec: &SandboxSpec) -> Vec<String> {
-        let plan = Plan::build(spec, &FakeHost::new()).unwrap();
+        let plan = Plan::build(spec, &FakeHost::new(), None).unwrap();
         let rec = RecordingSyscalls::default();
         plan.apply(&rec).unwrap();
         rec.calls()
@@ -1194,7 +1242,7 @@ mod tests {
         let mut s = spec();
         s.project = "relative/proj".into();
         assert!(matches!(
-            Plan::build(&s, &FakeHost::new()),
+            Plan::build(&s, &FakeHost::new(), None),
             Err(SandboxError::Spec(_))
         ));
         let mut s = spec();
@@ -1203,19 +1251,19 @@ mod tests {
             work: "/s/work".into(),
         };
         assert!(matches!(
-            Plan::build(&s, &FakeHost::new()),
+            Plan::build(&s, &FakeHost::new(), None),
             Err(SandboxError::Spec(_))
         ));
         let mut s = spec();
         s.ro_paths.push("/does/not/exist".into());
         assert!(matches!(
-            Plan::build(&s, &FakeHost::new()),
+            Plan::build(&s, &FakeHost::new(), None),
             Err(SandboxError::Spec(_))
         ));
         let mut s = spec();
         s.ro_paths.push("/home/u/../../etc".into());
         assert!(matches!(
-            Plan::build(&s, &FakeHost::new()),
+            Plan::build(&s, &FakeHost::new(), None),
             Err(SandboxError::Spec(_))
         ));
     }
@@ -1224,7 +1272,7 @@ mod tests {
     // setup with an error naming the step, and nothing after it runs.
     #[test]
     fn injected_fault_stops_the_setup_naming_the_step() {
-        let plan = Plan::build(&spec(), &FakeHost::new()).unwrap();
+        let plan = Plan::build(&spec(), &FakeHost::new(), None).unwrap();
         let rec = RecordingSyscalls {
             fail_on: Some("mount overlay".to_owned()),
             ..Default::default()
@@ -1245,8 +1293,40 @@ mod tests {
     }
 
     #[test]
+    fn decoys_come_from_the_supervisor_directory() {
+        let plan =
+            Plan::build(&spec(), &FakeHost::new(), Some(Path::new("/dev/shm/bw-d"))).unwrap();
+        assert_eq!(
+            plan.decoys,
+            vec![
+                (
+                    PathBuf::from("/dev/shm/bw-d/d0"),
+                    PathBuf::from("/home/u/.aws"),
+                    true
+                ),
+                (
+                    PathBuf::from("/dev/shm/bw-d/f1"),
+                    PathBuf::from("/home/u/proj/.env"),
+                    false
+                ),
+            ]
+        );
+        let rec = RecordingSyscalls::default();
+        plan.apply(&rec).unwrap();
+        let c = rec.calls();
+        index(
+            &c,
+            "mount /oldroot/dev/shm/bw-d/f1 /newroot/home/u/proj/.env - MS_BIND",
+        );
+        index(
+            &c,
+            "mount /oldroot/dev/shm/bw-d/d0 /newroot/home/u/.aws - MS_BIND",
+        );
+    }
+
+    #[test]
     fn plan_round_trips_as_json() {
-        let plan = Plan::build(&spec(), &FakeHost::new()).unwrap();
+        let plan = Plan::build(&spec(), &FakeHost::new(), None).unwrap();
         let json = serde_json::to_string(&plan).unwrap();
         assert_eq!(serde_json::from_str::<Plan>(&json).unwrap(), plan);
     }

@@ -4,11 +4,10 @@
 use std::ffi::CString;
 use std::fs::File;
 use std::io::{BufReader, Seek, Write};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use nix::fcntl::OFlag;
-use nix::poll::{PollFd, PollFlags, PollTimeout};
 use nix::sched::CloneFlags;
 use nix::sys::signal::{SigHandler, Signal};
 use nix::sys::wait::WaitStatus;
@@ -177,7 +176,21 @@ pub fn run(
     hooks: &mut dyn SupervisorHooks,
 ) -> Result<RunOutcome, SandboxError> {
     let spec = canonical_spec(spec)?;
-    let plan = Plan::build(&spec, &RealHost)?;
+    // Decoys for the hidden paths, on a directory the supervisor owns
+    // (a tmpfs where there is one) and watches.
+    let decoy_dir = DecoyDir::create()?;
+    let plan = Plan::build(&spec, &RealHost, Some(decoy_dir.path()))?;
+    decoy_dir.fill(&plan.decoys)?;
+    let decoy_watch = if plan.decoys.is_empty() {
+        None
+    } else {
+        let pairs: Vec<(PathBuf, PathBuf)> = plan
+            .decoys
+            .iter()
+            .map(|(s, h, _)| (s.clone(), h.clone()))
+            .collect();
+        Some(crate::events::DecoyWatch::new(&pairs)?)
+    };
     let accepted = |l: Layer| spec.accept_missing.contains(&l);
     let mut missing = Vec::new();
 
@@ -191,12 +204,18 @@ pub fn run(
         }
         missing.push((layer, reason));
     }
-    if spec.limits.overlay_bytes.is_some() && !accepted(Layer::Cgroup) {
-        return Err(SandboxError::Layer {
-            layer: Layer::Cgroup,
-            reason: "an overlay size limit is not enforced yet by this build".to_owned(),
-        });
-    }
+    // The overlay's size: watched by the supervisor.
+    let mut limits_report = limits.report.clone();
+    let overlay_watch = match (&spec.project_mode, spec.limits.overlay_bytes) {
+        (crate::ProjectMode::Overlay { upper, .. }, Some(max)) => {
+            limits_report.overlay_bytes = Some(crate::LimitInForce {
+                value: max,
+                mechanism: crate::LimitMechanism::SupervisorWatch,
+            });
+            Some((upper.clone(), max))
+        }
+        _ => None,
+    };
 
     // Pipes: start/lifeline (supervisor writes), report (init writes).
     let (sync_read, sync_write) =
@@ -222,7 +241,7 @@ pub fn run(
         plan,
         report_fd: report_write.as_raw_fd(),
         lifeline_fd: sync_read.as_raw_fd(),
-        limits: limits.report.clone(),
+        limits: limits_report,
         nproc_rlimit: limits.nproc_rlimit,
         tty: tty_pair.as_ref().map(|(_, inside)| TtyConfig {
             socket_fd: inside.as_raw_fd(),
@@ -314,16 +333,16 @@ pub fn run(
 
     let _interrupts = IgnoreInterrupts::new();
     let mut reader = BufReader::new(File::from(report_read));
-    let mut started: Option<Msg> = None;
-    let mut failure: Option<SandboxError> = None;
-    let mut exited: Option<ExitStatus> = None;
-
-    if let Some(sock) = tty_sock {
-        // Relay the pty while reading the reports.
-        relay_tty(&sock, &mut reader, &mut started, &mut failure, &mut exited)?;
-    } else {
-        read_reports(&mut reader, &mut started, &mut failure, &mut exited)?;
-    }
+    let seen = crate::events::run_loop(
+        &mut reader,
+        crate::events::Watches {
+            tty_sock,
+            decoys: decoy_watch,
+            overlay: overlay_watch,
+            init: pid,
+        },
+        hooks,
+    )?;
 
     // The init ends after the report pipe closes.
     let wait =
@@ -331,7 +350,7 @@ pub fn run(
     guard.pid = None;
     drop(sync_file);
     let oom = cgroups.0.oom_killed();
-    if let Some(e) = failure {
+    if let Some(e) = seen.failure {
         return Err(e);
     }
     let Some(Msg::Started {
@@ -342,13 +361,14 @@ pub fn run(
         seccomp,
         limits: lim,
         missing: inside_missing,
-    }) = started
+    }) = seen.started
     else {
         return Err(SandboxError::InitDied(format!("{wait:?}")));
     };
-    let status = match exited {
-        Some(s) => s,
-        None => return Err(SandboxError::InitDied(format!("{wait:?}"))),
+    let status = match (seen.exited, seen.overlay_limit_hit) {
+        (Some(s), _) => s,
+        (None, true) => ExitStatus::Signal(Signal::SIGKILL as i32),
+        (None, false) => return Err(SandboxError::InitDied(format!("{wait:?}"))),
     };
     missing.extend(inside_missing);
     let mut namespaces = vec!["user", "mnt", "pid", "net", "ipc", "uts"];
@@ -369,6 +389,8 @@ pub fn run(
             identity: Some(spec.identity.clone()),
         },
         memory_limit_hit: oom,
+        overlay_limit_hit: seen.overlay_limit_hit,
+        hidden_touched: seen.hidden_touched,
     })
 }
 
@@ -386,6 +408,56 @@ fn wait_ready(ready: OwnedFd) -> Result<(), SandboxError> {
             }
             Err(e) => return Err(nix_err("cannot read the ready pipe")(e)),
         }
+    }
+}
+
+/// A directory of empty decoys (`fN` files, `dN` directories), removed
+/// after the run.
+struct DecoyDir(PathBuf);
+
+impl DecoyDir {
+    fn create() -> Result<DecoyDir, SandboxError> {
+        let base = if Path::new("/dev/shm").is_dir() {
+            PathBuf::from("/dev/shm")
+        } else {
+            std::env::temp_dir()
+        };
+        let dir = base.join(format!(
+            "blastwall-decoys-{}-{}",
+            std::process::id(),
+            unique()
+        ));
+        std::fs::create_dir(&dir).map_err(io_err(format!("cannot create {}", dir.display())))?;
+        // The sandbox's host uid binds them: readable, not writable.
+        std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .map_err(io_err(format!("cannot chmod {}", dir.display())))?;
+        Ok(DecoyDir(dir))
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+
+    fn fill(&self, decoys: &[(PathBuf, PathBuf, bool)]) -> Result<(), SandboxError> {
+        use std::os::unix::fs::PermissionsExt;
+        for (source, _, is_dir) in decoys {
+            let made = if *is_dir {
+                std::fs::create_dir(source)
+            } else {
+                File::create(source).map(drop)
+            };
+            made.map_err(io_err(format!("cannot create decoy {}", source.display())))?;
+            let mode = if *is_dir { 0o555 } else { 0o444 };
+            std::fs::set_permissions(source, std::fs::Permissions::from_mode(mode))
+                .map_err(io_err(format!("cannot chmod decoy {}", source.display())))?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for DecoyDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 
@@ -435,139 +507,6 @@ fn write_id_maps(pid: Pid, id: &crate::Identity) -> Result<(), SandboxError> {
         w("setgroups", "deny".to_owned())?;
     }
     w("gid_map", format!("0 {} 1\n", id.host_gid))?;
-    Ok(())
-}
-
-fn take_msg(
-    msg: Msg,
-    started: &mut Option<Msg>,
-    failure: &mut Option<SandboxError>,
-    exited: &mut Option<ExitStatus>,
-) {
-    match msg {
-        Msg::Started { .. } => *started = Some(msg),
-        Msg::Failed(e) => {
-            if failure.is_none() {
-                *failure = Some(e.into());
-            }
-        }
-        Msg::Exited(s) => *exited = Some(s),
-    }
-}
-
-fn read_reports(
-    reader: &mut BufReader<File>,
-    started: &mut Option<Msg>,
-    failure: &mut Option<SandboxError>,
-    exited: &mut Option<ExitStatus>,
-) -> Result<(), SandboxError> {
-    loop {
-        match crate::proto::recv(reader) {
-            Ok(Some(msg)) => take_msg(msg, started, failure, exited),
-            Ok(None) => return Ok(()),
-            Err(e) => return Err(SandboxError::InitDied(e)),
-        }
-    }
-}
-
-/// Relays the supervisor's terminal to the sandbox pty until the init's
-/// report pipe closes.
-fn relay_tty(
-    sock: &OwnedFd,
-    reader: &mut BufReader<File>,
-    started: &mut Option<Msg>,
-    failure: &mut Option<SandboxError>,
-    exited: &mut Option<ExitStatus>,
-) -> Result<(), SandboxError> {
-    // The master arrives before the agent starts, or never (setup failed:
-    // then the socket closes and the reports say why).
-    let master = match crate::tty::recv_master(sock) {
-        Ok(m) => m,
-        Err(_) => return read_reports(reader, started, failure, exited),
-    };
-    let raw = crate::tty::RawMode::enter();
-    let (winch_read, winch_write) = nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)
-        .map_err(nix_err("cannot create the SIGWINCH pipe"))?;
-    let winch = signal_hook::low_level::pipe::register(libc::SIGWINCH, File::from(winch_write))
-        .map_err(io_err("cannot watch SIGWINCH"))?;
-    crate::tty::copy_size(master.as_fd());
-    let stdin = std::io::stdin();
-    let mut stdout = std::io::stdout();
-    let mut master_out = File::from(
-        master
-            .try_clone()
-            .map_err(io_err("cannot duplicate the pty master"))?,
-    );
-    let mut stdin_open = true;
-    let mut master_open = true;
-    let mut reports_open = true;
-    while reports_open || master_open {
-        let mut fds = Vec::new();
-        let report_fd = reader.get_ref().as_fd();
-        fds.push(PollFd::new(
-            report_fd,
-            if reports_open {
-                PollFlags::POLLIN
-            } else {
-                PollFlags::empty()
-            },
-        ));
-        fds.push(PollFd::new(
-            master.as_fd(),
-            if master_open {
-                PollFlags::POLLIN
-            } else {
-                PollFlags::empty()
-            },
-        ));
-        fds.push(PollFd::new(
-            stdin.as_fd(),
-            if stdin_open && master_open {
-                PollFlags::POLLIN
-            } else {
-                PollFlags::empty()
-            },
-        ));
-        fds.push(PollFd::new(winch_read.as_fd(), PollFlags::POLLIN));
-        match nix::poll::poll(&mut fds, PollTimeout::NONE) {
-            Ok(_) => {}
-            Err(nix::errno::Errno::EINTR) => continue,
-            Err(e) => return Err(nix_err("cannot poll the pty")(e)),
-        }
-        let ready = |i: usize| {
-            fds.get(i)
-                .and_then(|f| f.revents())
-                .is_some_and(|r| !r.is_empty())
-        };
-        let (r_report, r_master, r_stdin, r_winch) = (ready(0), ready(1), ready(2), ready(3));
-        drop(fds);
-        if r_winch {
-            let mut buf = [0u8; 64];
-            let _ = nix::unistd::read(&winch_read, &mut buf);
-            crate::tty::copy_size(master.as_fd());
-        }
-        if r_master && !crate::tty::pump(master.as_fd(), &mut stdout) {
-            master_open = false;
-        }
-        if r_stdin && !crate::tty::pump(stdin.as_fd(), &mut master_out) {
-            stdin_open = false;
-        }
-        if r_report {
-            match crate::proto::recv(reader) {
-                Ok(Some(msg)) => take_msg(msg, started, failure, exited),
-                Ok(None) => {
-                    reports_open = false;
-                    // Everything inside is dead once the init is: what is
-                    // left in the pty is read until EIO, which cannot block.
-                    while master_open && crate::tty::pump(master.as_fd(), &mut stdout) {}
-                    master_open = false;
-                }
-                Err(e) => return Err(SandboxError::InitDied(e)),
-            }
-        }
-    }
-    signal_hook::low_level::unregister(winch);
-    drop(raw);
     Ok(())
 }
 

@@ -106,10 +106,25 @@ impl Fixture {
     }
 
     pub(crate) fn run(&self) -> Run {
+        self.run_under(&[])
+    }
+
+    /// Runs the harness under a wrapper command (`wrapper[0] wrapper[1..]
+    /// harness run ...`); no wrapper when empty.
+    pub(crate) fn run_under(&self, wrapper: &[&str]) -> Run {
         let spec_path = self.path("spec.json");
         let out_path = self.path("outcome.json");
+        let _ = std::fs::remove_file(&out_path);
         std::fs::write(&spec_path, serde_json::to_vec(&self.spec).unwrap()).unwrap();
-        let output = Command::new(harness())
+        let mut cmd = match wrapper.split_first() {
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(harness());
+                c
+            }
+            None => Command::new(harness()),
+        };
+        let output = cmd
             .arg("run")
             .arg(&spec_path)
             .arg(&out_path)

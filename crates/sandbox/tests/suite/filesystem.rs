@@ -199,16 +199,75 @@ fn unshare_user_namespace_fails() {
     assert!(!r.stdout().contains("ESCAPED"), "unshare -U worked inside");
 }
 
-// Fail closed: a limit this build cannot enforce stops the run, naming
-// the layer, unless accepted missing.
+// Fail closed, a real case: user namespaces disabled in an outer
+// namespace (max_user_namespaces=0) stop the run with a message pointing at
+// doctor, and nothing runs.
 #[test]
-fn unenforceable_limit_stops_the_run() {
+fn user_namespaces_disabled_stops_the_run() {
     let Some(mut f) = sandbox() else { return };
-    f.spec.limits.overlay_bytes = Some(1 << 20);
-    let r = f.sh("echo SHOULD-NOT-RUN");
-    let e = r.error().expect("the run must refuse");
-    assert!(e.contains("cgroup") && e.contains("doctor"), "{e}");
+    f.spec.argv = vec!["sh".into(), "-c".into(), "echo SHOULD-NOT-RUN".into()];
+    let script = "echo 0 > /proc/sys/user/max_user_namespaces && exec \"$@\"";
+    // The harness runs as the outer namespace's root, which owns nothing
+    // here: let it write its outcome.
+    std::fs::set_permissions(
+        f.dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
+    let r = f.run_under(&["unshare", "-U", "-r", "sh", "-c", script, "sh"]);
+    let e = r
+        .error()
+        .unwrap_or_else(|| panic!("the run must refuse: {:?} {}", r.outcome, r.stderr()));
+    assert!(e.contains("namespaces") && e.contains("doctor"), "{e}");
     assert!(!r.stdout().contains("SHOULD-NOT-RUN"));
+}
+
+// Issue 3: filling the overlay past its limit stops the agent; the host
+// (and the real project) are unharmed.
+#[test]
+fn overlay_limit_stops_the_agent() {
+    let Some(mut f) = sandbox() else { return };
+    f.spec.limits.overlay_bytes = Some(4 << 20);
+    let before = super::common::snapshot(&f.path("proj"));
+    let r = f
+        .sh("i=0; while :; do head -c 1048576 /dev/zero > fill.$i; i=$((i+1)); done")
+        .ok();
+    assert_eq!(r.outcome["overlay_limit_hit"], true, "{:?}", r.outcome);
+    assert_eq!(r.outcome["status"]["signal"], 9);
+    assert_eq!(
+        r.outcome["layers"]["limits"]["overlay_bytes"]["mechanism"],
+        "supervisor-watch"
+    );
+    assert_eq!(super::common::snapshot(&f.path("proj")), before);
+}
+
+// Issue 3: attempts on hidden paths are seen (decoys watched with inotify).
+#[test]
+fn hidden_path_attempts_are_seen() {
+    let Some(mut f) = sandbox() else { return };
+    let r = f.sh("cat .env; ls \"$HOME/.aws\" >/dev/null; true").ok();
+    let touched: Vec<String> = r.outcome["hidden_touched"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_owned())
+        .collect();
+    let env = f.path("proj/.env");
+    let aws = f.path("home/.aws");
+    let canon = |p: std::path::PathBuf| {
+        std::fs::canonicalize(p)
+            .unwrap()
+            .to_string_lossy()
+            .into_owned()
+    };
+    assert!(touched.contains(&canon(env)), "{touched:?}");
+    assert!(touched.contains(&canon(aws)), "{touched:?}");
+    let r = f.sh("true").ok();
+    assert_eq!(
+        r.outcome["hidden_touched"],
+        serde_json::json!([]),
+        "no attempt, no event"
+    );
 }
 
 #[test]

@@ -1,0 +1,265 @@
+//! The supervisor's loop while the sandbox runs: the init's reports, the
+//! pty relay, the decoys' inotify watch and the overlay size watch, in one
+//! `poll`.
+#![forbid(unsafe_code)]
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::BufReader;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use nix::fcntl::OFlag;
+use nix::poll::{PollFd, PollFlags, PollTimeout};
+use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify, WatchDescriptor};
+use nix::sys::signal::Signal;
+use nix::unistd::Pid;
+
+use crate::proto::Msg;
+use crate::{ExitStatus, SandboxError, SupervisorHooks};
+
+/// How often the overlay's size is measured.
+pub(crate) const OVERLAY_TICK: Duration = Duration::from_millis(200);
+
+/// What the loop saw.
+#[derive(Debug, Default)]
+pub(crate) struct Seen {
+    pub(crate) started: Option<Msg>,
+    pub(crate) failure: Option<SandboxError>,
+    pub(crate) exited: Option<ExitStatus>,
+    pub(crate) overlay_limit_hit: bool,
+    pub(crate) hidden_touched: Vec<PathBuf>,
+}
+
+/// What the loop watches besides the reports.
+#[derive(Debug)]
+pub(crate) struct Watches {
+    pub(crate) tty_sock: Option<OwnedFd>,
+    pub(crate) decoys: Option<DecoyWatch>,
+    /// The overlay's upper directory and its byte limit.
+    pub(crate) overlay: Option<(PathBuf, u64)>,
+    pub(crate) init: Pid,
+}
+
+/// inotify on the decoys, each watch mapped to the hidden path it stands
+/// for.
+#[derive(Debug)]
+pub(crate) struct DecoyWatch {
+    inotify: Inotify,
+    paths: HashMap<WatchDescriptor, PathBuf>,
+}
+
+impl DecoyWatch {
+    /// Watches `decoys` (decoy source on the host, hidden path inside).
+    pub(crate) fn new(decoys: &[(PathBuf, PathBuf)]) -> Result<DecoyWatch, SandboxError> {
+        let io = |e: nix::errno::Errno| SandboxError::Io {
+            what: "cannot watch the decoys".to_owned(),
+            source: e.into(),
+        };
+        let inotify = Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK).map_err(io)?;
+        let mut paths = HashMap::new();
+        for (source, hidden) in decoys {
+            let wd = inotify
+                .add_watch(source, AddWatchFlags::IN_OPEN | AddWatchFlags::IN_ACCESS)
+                .map_err(io)?;
+            paths.insert(wd, hidden.clone());
+        }
+        Ok(DecoyWatch { inotify, paths })
+    }
+}
+
+/// Bytes used by a directory tree (allocated blocks; symlinks not
+/// followed).
+pub(crate) fn tree_bytes(dir: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let mut total = 0u64;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let Ok(m) = e.metadata() else { continue };
+            total = total.saturating_add(m.blocks().saturating_mul(512));
+            if m.is_dir() {
+                stack.push(e.path());
+            }
+        }
+    }
+    total
+}
+
+fn take(msg: Msg, seen: &mut Seen) {
+    match msg {
+        Msg::Started { .. } => seen.started = Some(msg),
+        Msg::Failed(e) => {
+            if seen.failure.is_none() {
+                seen.failure = Some(e.into());
+            }
+        }
+        Msg::Exited(s) => seen.exited = Some(s),
+    }
+}
+
+struct Tty {
+    master: OwnedFd,
+    master_out: File,
+    winch_read: OwnedFd,
+    winch: signal_hook::SigId,
+    _raw: Option<crate::tty::RawMode>,
+}
+
+fn open_tty(sock: &OwnedFd) -> Result<Option<Tty>, SandboxError> {
+    let io = |what: &str| {
+        let what = what.to_owned();
+        move |e: std::io::Error| SandboxError::Io { what, source: e }
+    };
+    // The master arrives before the agent starts, or never (setup failed:
+    // the socket closes and the reports say why).
+    let Ok(master) = crate::tty::recv_master(sock) else {
+        return Ok(None);
+    };
+    let (winch_read, winch_write) = nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)
+        .map_err(|e| io("cannot create the SIGWINCH pipe")(e.into()))?;
+    let winch = signal_hook::low_level::pipe::register(libc::SIGWINCH, File::from(winch_write))
+        .map_err(io("cannot watch SIGWINCH"))?;
+    crate::tty::copy_size(master.as_fd());
+    let master_out = File::from(
+        master
+            .try_clone()
+            .map_err(io("cannot duplicate the pty master"))?,
+    );
+    Ok(Some(Tty {
+        master,
+        master_out,
+        winch_read,
+        winch,
+        _raw: crate::tty::RawMode::enter(),
+    }))
+}
+
+/// Runs until the init's report pipe closes.
+pub(crate) fn run_loop(
+    reader: &mut BufReader<File>,
+    w: Watches,
+    hooks: &mut dyn SupervisorHooks,
+) -> Result<Seen, SandboxError> {
+    let mut seen = Seen::default();
+    let tty = match &w.tty_sock {
+        Some(sock) => open_tty(sock)?,
+        None => None,
+    };
+    let stdin = std::io::stdin();
+    let mut stdout = std::io::stdout();
+    let mut master_open = tty.is_some();
+    let mut stdin_open = tty.is_some();
+    let mut reports_open = true;
+    let mut next_tick = Instant::now();
+    let mut master_out = tty.as_ref().and_then(|t| t.master_out.try_clone().ok());
+    while reports_open || master_open {
+        let mut fds = vec![PollFd::new(reader.get_ref().as_fd(), PollFlags::POLLIN)];
+        let (mut i_master, mut i_stdin, mut i_winch, mut i_decoy) = (None, None, None, None);
+        if let Some(t) = &tty {
+            if master_open {
+                i_master = Some(fds.len());
+                fds.push(PollFd::new(t.master.as_fd(), PollFlags::POLLIN));
+            }
+            if stdin_open && master_open {
+                i_stdin = Some(fds.len());
+                fds.push(PollFd::new(stdin.as_fd(), PollFlags::POLLIN));
+            }
+            i_winch = Some(fds.len());
+            fds.push(PollFd::new(t.winch_read.as_fd(), PollFlags::POLLIN));
+        }
+        if let Some(d) = &w.decoys {
+            i_decoy = Some(fds.len());
+            fds.push(PollFd::new(d.inotify.as_fd(), PollFlags::POLLIN));
+        }
+        let timeout = if w.overlay.is_some() {
+            let left = next_tick.saturating_duration_since(Instant::now());
+            PollTimeout::try_from(left).unwrap_or(PollTimeout::NONE)
+        } else {
+            PollTimeout::NONE
+        };
+        match nix::poll::poll(&mut fds, timeout) {
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => {
+                return Err(SandboxError::Io {
+                    what: "cannot poll the sandbox".to_owned(),
+                    source: e.into(),
+                });
+            }
+        }
+        let ready = |i: Option<usize>| {
+            i.and_then(|i| fds.get(i))
+                .and_then(|f| f.revents())
+                .is_some_and(|r| !r.is_empty())
+        };
+        let (r_report, r_master, r_stdin, r_winch, r_decoy) = (
+            ready(Some(0)) && reports_open,
+            ready(i_master),
+            ready(i_stdin),
+            ready(i_winch),
+            ready(i_decoy),
+        );
+        drop(fds);
+
+        if let Some(t) = &tty {
+            if r_winch {
+                let mut buf = [0u8; 64];
+                let _ = nix::unistd::read(&t.winch_read, &mut buf);
+                crate::tty::copy_size(t.master.as_fd());
+            }
+            if r_master && !crate::tty::pump(t.master.as_fd(), &mut stdout) {
+                master_open = false;
+            }
+            if r_stdin
+                && let Some(out) = master_out.as_mut()
+                && !crate::tty::pump(stdin.as_fd(), out)
+            {
+                stdin_open = false;
+            }
+        }
+        if r_decoy && let Some(d) = &w.decoys {
+            for ev in d.inotify.read_events().unwrap_or_default() {
+                if let Some(p) = d.paths.get(&ev.wd) {
+                    hooks.hidden_path_touched(p);
+                    if !seen.hidden_touched.contains(p) {
+                        seen.hidden_touched.push(p.clone());
+                    }
+                }
+            }
+        }
+        if let Some((upper, limit)) = &w.overlay
+            && Instant::now() >= next_tick
+        {
+            next_tick = Instant::now() + OVERLAY_TICK;
+            if !seen.overlay_limit_hit && tree_bytes(upper) > *limit {
+                // Stop the agent, never the host: the whole sandbox dies
+                // with its init.
+                seen.overlay_limit_hit = true;
+                let _ = nix::sys::signal::kill(w.init, Signal::SIGKILL);
+            }
+        }
+        if r_report {
+            match crate::proto::recv(reader) {
+                Ok(Some(msg)) => take(msg, &mut seen),
+                Ok(None) => {
+                    reports_open = false;
+                    // Everything inside is dead once the init is: what is
+                    // left in the pty is read until EIO, which cannot block.
+                    if let Some(t) = &tty {
+                        while master_open && crate::tty::pump(t.master.as_fd(), &mut stdout) {}
+                    }
+                    master_open = false;
+                }
+                Err(e) => return Err(SandboxError::InitDied(e)),
+            }
+        }
+    }
+    if let Some(t) = tty {
+        signal_hook::low_level::unregister(t.winch);
+    }
+    Ok(seen)
+}
