@@ -289,3 +289,33 @@ fn limits_in_force_are_reported() {
         assert!(missing.to_string().contains("cgroup"), "{missing}");
     }
 }
+
+// Issue 3: hitting the memory limit stops the agent, never the host, and
+// says so.
+#[test]
+fn memory_limit_stops_the_agent() {
+    let Some(mut f) = sandbox() else { return };
+    f.spec.limits.memory_bytes = Some(64 << 20);
+    let r = f.sh("true");
+    if let Some(e) = r.error() {
+        // No memory controller for this user (an unprivileged user on a
+        // host without a delegated cgroup v2 subtree): the run must refuse,
+        // naming the layer, rather than run unlimited.
+        assert!(e.contains("cgroup") && e.contains("doctor"), "{e}");
+        assert!(!is_root(), "root has cgroup v1 here: {e}");
+        eprintln!(
+            "note: memory limits cannot be enforced for this user; checked that the run refuses"
+        );
+        return;
+    }
+    // 256 MiB held in one shell variable.
+    let r = f
+        .sh("x=$(head -c 268435456 /dev/zero | tr '\\0' a); echo survived ${#x}")
+        .ok();
+    assert!(
+        !r.stdout().contains("survived 268435456"),
+        "the memory limit did not hold: {}",
+        r.stdout()
+    );
+    assert_eq!(r.outcome["memory_limit_hit"], true, "{:?}", r.outcome);
+}
