@@ -29,8 +29,86 @@ pub(crate) enum Command {
     /// Check, explain and test a manifest; print its JSON Schema.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Run a command inside the wall; exits with its status (125: it could not start).
+    Run(RunArgs),
+    /// List sessions: id, status (running, exited, crashed), files changed.
+    Sessions(SessionsArgs),
+    /// Show what a session changed in its overlay.
+    Diff(DiffArgs),
+    /// Apply a session's changes to the real project.
+    Commit(CommitArgs),
+    /// Throw a session's changes away.
+    Discard(DiscardArgs),
+    /// Say what this host offers the sandbox, what is missing, and the fix.
+    Doctor(DoctorArgs),
     /// Read and verify audit logs.
     Log(LogArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RunArgs {
+    /// The manifest (default: the nearest blastwall.toml).
+    #[arg(long)]
+    pub(crate) policy: Option<PathBuf>,
+    /// A name for the session.
+    #[arg(long)]
+    pub(crate) name: Option<String>,
+    /// The command and its arguments (after `--`).
+    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+    pub(crate) argv: Vec<std::ffi::OsString>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct SessionsArgs {
+    /// Print JSON.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DiffArgs {
+    /// The session (default: the newest; a unique prefix will do).
+    pub(crate) session: Option<String>,
+    /// Only these paths (relative to the project).
+    #[arg(last = true)]
+    pub(crate) paths: Vec<PathBuf>,
+    /// One line per change.
+    #[arg(long)]
+    pub(crate) stat: bool,
+    /// Print JSON.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct CommitArgs {
+    /// The session (default: the newest).
+    pub(crate) session: Option<String>,
+    /// Only these paths; a flagged (sensitive) path is committed only when named.
+    #[arg(last = true)]
+    pub(crate) paths: Vec<PathBuf>,
+    /// Do not ask.
+    #[arg(long)]
+    pub(crate) yes: bool,
+    /// Overwrite files changed in the project during the session.
+    #[arg(long)]
+    pub(crate) force: bool,
+    /// Print the report as JSON (implies --yes).
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DiscardArgs {
+    /// The session (default: the newest).
+    pub(crate) session: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DoctorArgs {
+    /// Print JSON.
+    #[arg(long)]
+    pub(crate) json: bool,
 }
 
 /// The agents `init` knows.

@@ -25,14 +25,23 @@ pub(crate) enum Status {
     Ok,
     /// Exit 1: a negative answer.
     No,
+    /// A given exit code (`run` returns the command's status).
+    Code(u8),
 }
 
 fn main() -> ExitCode {
+    // No core dumps, not dumpable or ptraceable, no LD_* (I3, I5).
+    blastwall_sandbox::harden_self();
+    // The sandbox's init is this same binary behind a hidden entry point.
+    if let Some(code) = blastwall_sandbox::init_if_requested() {
+        return code;
+    }
     let cli = args::Cli::parse();
     let env = blastwall_session::Env::from_process();
     match cmd::dispatch(cli, &env) {
         Ok(Status::Ok) => ExitCode::SUCCESS,
         Ok(Status::No) => ExitCode::from(1),
+        Ok(Status::Code(c)) => ExitCode::from(c),
         Err(e) => {
             if out::is_broken_pipe(&e) {
                 return ExitCode::SUCCESS;

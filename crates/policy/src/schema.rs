@@ -95,7 +95,16 @@ const WEBHOOK_FORMATS: &[&str] = &["slack", "discord", "json"];
 const FSYNC: &[&str] = &["always", "side-effects"];
 const SINK_TYPES: &[&str] = &["file", "otlp", "webhook"];
 const OTLP_SIGNALS: &[&str] = &["logs", "spans"];
-pub(crate) const LAYERS: &[&str] = &["landlock", "seccomp", "cgroup", "userns-root-remap"];
+/// The sandbox's optional layers, by the names `blastwall doctor` and the
+/// session record use.
+pub(crate) const LAYERS: &[&str] = &[
+    "landlock",
+    "landlock-net",
+    "landlock-scope",
+    "seccomp",
+    "cgroup",
+    "cgroup-namespace",
+];
 
 static GRAPHQL: TableSchema = TableSchema {
     doc: "GraphQL conditions: the rule matches one root-field call of a GraphQL request. Every call of every operation (aliases, fragments, batches and operationName notwithstanding) is decided on its own; the strictest verdict wins.",

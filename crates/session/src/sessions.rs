@@ -132,6 +132,52 @@ impl SessionDir {
         Ok(SessionDir { root })
     }
 
+    /// Like [`SessionDir::create`], for a supervisor running as root whose
+    /// agent runs as the unprivileged `owner`: the overlay mount happens in
+    /// the agent's user namespace, which cannot traverse root's private
+    /// home, so the upper and work directories live under
+    /// `overlay_base/<id>/` (the base 0711, the session's directory 0700
+    /// owned by `owner`), reached from the session directory by symlinks
+    /// the supervisor alone follows.
+    pub fn create_for(
+        home: &Home,
+        overlay_base: &Path,
+        owner: (u32, u32),
+    ) -> Result<SessionDir, SessionError> {
+        let d = SessionDir::create(home)?;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o711)
+            .create(overlay_base)
+            .map_err(io(overlay_base))?;
+        let ext = overlay_base.join(d.id());
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&ext)
+            .map_err(io(&ext))?;
+        let chown =
+            |p: &Path| std::os::unix::fs::chown(p, Some(owner.0), Some(owner.1)).map_err(io(p));
+        chown(&ext)?;
+        for sub in ["upper", "work"] {
+            let inside = d.root.join(sub);
+            std::fs::remove_dir(&inside).map_err(io(&inside))?;
+            let target = ext.join(sub);
+            std::fs::DirBuilder::new()
+                .mode(0o755)
+                .create(&target)
+                .map_err(io(&target))?;
+            chown(&target)?;
+            std::os::unix::fs::symlink(&target, &inside).map_err(io(&inside))?;
+        }
+        Ok(d)
+    }
+
+    /// The overlay directories' real location (they may be symlinked).
+    fn resolved(&self, sub: &str) -> PathBuf {
+        let p = self.root.join(sub);
+        std::fs::read_link(&p).unwrap_or(p)
+    }
+
     /// Opens session `id`, or the newest one when `id` is `None`.
     pub fn open(home: &Home, id: Option<&str>) -> Result<SessionDir, SessionError> {
         let sessions = home.sessions_dir();
@@ -173,12 +219,12 @@ impl SessionDir {
 
     /// The overlay's upper directory: the agent's writes.
     pub fn upper(&self) -> PathBuf {
-        self.root.join("upper")
+        self.resolved("upper")
     }
 
     /// The overlay's work directory.
     pub fn work(&self) -> PathBuf {
-        self.root.join("work")
+        self.resolved("work")
     }
 
     /// The audit log.

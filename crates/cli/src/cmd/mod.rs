@@ -3,6 +3,8 @@
 mod init;
 mod log;
 mod policy;
+mod run;
+mod sessions;
 mod trust;
 
 use std::path::{Path, PathBuf};
@@ -24,6 +26,12 @@ pub(crate) fn dispatch(cli: Cli, env: &Env) -> anyhow::Result<Status> {
         Command::Policy(PolicyCommand::Test(a)) => policy::test(&a, env),
         Command::Policy(PolicyCommand::Schema) => policy::schema(),
         Command::Log(a) => log::run(&a, env),
+        Command::Run(a) => run::run(&a, env),
+        Command::Sessions(a) => sessions::sessions(&a, env),
+        Command::Diff(a) => sessions::diff(&a, env),
+        Command::Commit(a) => sessions::commit_cmd(&a, env),
+        Command::Discard(a) => sessions::discard_cmd(&a, env),
+        Command::Doctor(a) => sessions::doctor(&a),
     }
 }
 

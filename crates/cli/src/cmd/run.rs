@@ -1,0 +1,364 @@
+//! `blastwall run -- CMD`: the manifest is read once from the real tree,
+//! checked for trust, and turned into a sandbox spec; the session directory
+//! and its audit log are opened; the command runs inside the wall; the
+//! overlay then waits for `diff`, `commit` or `discard`.
+
+use std::ffi::OsString;
+use std::io::IsTerminal as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use blastwall_audit::AuditLog;
+use blastwall_gate::{Gate, fsync_policy};
+use blastwall_policy::{Policy, ProjectMode, Settings};
+use blastwall_sandbox::{Layer, SandboxSpec, SupervisorHooks};
+use blastwall_session::{Env, Home, Purpose, SessionDir, SessionMeta, now_ns, process_start_time};
+use serde_json::json;
+
+use super::{load, manifest_path};
+use crate::Status;
+use crate::args::RunArgs;
+
+/// Where a root supervisor keeps overlay directories (see
+/// [`SessionDir::create_for`]).
+const OVERLAY_BASE_AS_ROOT: &str = "/var/lib/blastwall/overlays";
+
+fn rustix_is_root() -> bool {
+    std::fs::metadata("/proc/self").is_ok_and(|m| {
+        use std::os::unix::fs::MetadataExt as _;
+        m.uid() == 0
+    })
+}
+
+/// Who the project's files belong to: committed files get this owner.
+fn project_owner(root: &Path) -> (u32, u32) {
+    use std::os::unix::fs::MetadataExt as _;
+    std::fs::metadata(root).map_or((0, 0), |m| (m.uid(), m.gid()))
+}
+
+/// `run`'s own exit code when the command could not be started (as `env`
+/// and container runtimes do); otherwise the command's status is returned.
+const CANNOT_RUN: u8 = 125;
+
+pub(crate) fn run(a: &RunArgs, env: &Env) -> anyhow::Result<Status> {
+    let path = manifest_path(a.policy.as_deref(), env)?;
+    // Read once, from the real tree, before the wall goes up (I5, I8).
+    let Some(m) = load(&path, env, Purpose::Enforce, false)? else {
+        return Ok(Status::Code(CANNOT_RUN));
+    };
+    let policy = Arc::new(m.loaded.policy);
+    let s = policy.settings();
+    let home = Home::locate(env);
+    home.ensure()
+        .with_context(|| format!("cannot create {}", home.root().display()))?;
+
+    let not_enforced = not_enforced_notes(s);
+    for n in &not_enforced {
+        eprintln!("blastwall: note: {n}");
+    }
+
+    let identity = blastwall_sandbox::Identity::for_current_user(Some(&s.project_root));
+    let session = if rustix_is_root() {
+        SessionDir::create_for(
+            &home,
+            Path::new(OVERLAY_BASE_AS_ROOT),
+            (identity.host_uid, identity.host_gid),
+        )?
+    } else {
+        SessionDir::create(&home)?
+    };
+    let id = session.id();
+    let mut spec = build_spec(a, s, &policy, &session, env)?;
+    spec.identity = identity;
+    let owner = project_owner(&s.project_root);
+    let log = AuditLog::create(session.audit_log(), &id, fsync_policy(s.audit.fsync))?;
+    let gate = Gate::new(Arc::clone(&policy), log);
+    let me = std::process::id();
+    let mut meta = SessionMeta {
+        id: id.clone(),
+        name: a.name.clone(),
+        started_ns: now_ns(),
+        command: a
+            .argv
+            .iter()
+            .map(|s| s.to_string_lossy().into_owned())
+            .collect(),
+        project: s.project_root.clone(),
+        manifest: m.path.clone(),
+        project_mode: mode_word(s.project_mode).into(),
+        supervisor: process_start_time(me).map(|t| (me, t)),
+        exit_code: None,
+        layers: serde_json::Value::Null,
+        owner,
+        closed: None,
+    };
+    session.write_meta(&meta)?;
+    gate.start(json!({
+        "manifest": m.path.display().to_string(),
+        "manifest_sha256": blastwall_session::manifest_digest(&m.bytes),
+        "command": meta.command,
+        "project": s.project_root.display().to_string(),
+        "project_mode": meta.project_mode,
+        "not_enforced": not_enforced,
+    }))?;
+    eprintln!(
+        "blastwall: session {id}: {} (project {} as {})",
+        meta.command.join(" "),
+        s.project_root.display(),
+        meta.project_mode
+    );
+
+    let mut hooks = Hooks { gate: &gate };
+    // The sandbox's parent-death signal follows the creating thread: run it
+    // from a thread that lives exactly as long as the sandbox.
+    let outcome = std::thread::scope(|scope| {
+        scope
+            .spawn(|| blastwall_sandbox::run(&spec, &mut hooks))
+            .join()
+    });
+    let outcome = match outcome {
+        Ok(r) => r,
+        Err(_) => {
+            let _ = gate.finish(json!({"error": "the supervisor thread panicked"}));
+            anyhow::bail!("the supervisor thread panicked");
+        }
+    };
+    match outcome {
+        Ok(out) => {
+            let code = out.status.as_shell_code();
+            meta.exit_code = Some(code);
+            meta.layers = serde_json::to_value(&out.layers).unwrap_or_default();
+            session.write_meta(&meta)?;
+            gate.finish(json!({
+                "exit": code,
+                "layers": out.layers,
+                "memory_limit_hit": out.memory_limit_hit,
+                "overlay_limit_hit": out.overlay_limit_hit,
+            }))?;
+            summary(&session, &meta, &out);
+            Ok(Status::Code(
+                u8::try_from(code.clamp(0, 255)).unwrap_or(CANNOT_RUN),
+            ))
+        }
+        Err(e) => {
+            meta.exit_code = Some(i32::from(CANNOT_RUN));
+            meta.closed = Some("not started".into());
+            session.write_meta(&meta)?;
+            let _ = gate.finish(json!({"error": e.to_string()}));
+            eprintln!("blastwall: cannot start the sandbox: {e}");
+            eprintln!(
+                "blastwall: nothing ran. `blastwall doctor` says what this host lacks and how to fix it; a manifest may accept a layer missing with [sandbox] accept_missing"
+            );
+            Ok(Status::Code(CANNOT_RUN))
+        }
+    }
+}
+
+fn mode_word(m: ProjectMode) -> &'static str {
+    match m {
+        ProjectMode::Overlay => "overlay",
+        ProjectMode::Ro => "ro",
+        ProjectMode::Rw => "rw",
+    }
+}
+
+/// What the manifest says that this version does not enforce yet: said at
+/// every start and recorded in the audit, never silently dropped.
+fn not_enforced_notes(s: &Settings) -> Vec<String> {
+    let mut v = Vec::new();
+    if s.has_exec_rules {
+        v.push("exec rules are parsed and explained but not enforced by `run` yet (no exec interceptor)".to_owned());
+    }
+    if !s.credentials.is_empty() {
+        v.push(format!(
+            "credentials ({}) are not injected yet: the network proxy is not wired into `run` in this version, so the wall has no way out at all",
+            s.credentials.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", ")
+        ));
+    }
+    if !s.audit.sinks.is_empty() {
+        v.push("audit sinks beyond the session's own log are not written yet".to_owned());
+    }
+    v
+}
+
+struct Hooks<'g> {
+    gate: &'g Gate,
+}
+
+impl SupervisorHooks for Hooks<'_> {
+    fn hidden_path_touched(&mut self, path: &Path) {
+        let _ = self.gate.alert(json!({
+            "rule": "hidden-path",
+            "path": blastwall_audit::bytes::path_to_json(path),
+            "what": "an attempt on a hidden path inside the wall",
+        }));
+    }
+}
+
+fn layer(name: &str) -> Option<Layer> {
+    Layer::ALL.into_iter().find(|l| l.name() == name)
+}
+
+fn build_spec(
+    a: &RunArgs,
+    s: &Settings,
+    policy: &Policy,
+    session: &SessionDir,
+    env: &Env,
+) -> anyhow::Result<SandboxSpec> {
+    let home = env.home_dir();
+    let mut spec = SandboxSpec::new(a.argv.clone(), s.project_root.clone(), home.clone());
+    let cwd = std::env::current_dir().unwrap_or_else(|_| s.project_root.clone());
+    spec.cwd_inside = if cwd.starts_with(&s.project_root) {
+        cwd
+    } else {
+        s.project_root.clone()
+    };
+    spec.project_mode = match s.project_mode {
+        ProjectMode::Overlay => blastwall_sandbox::ProjectMode::Overlay {
+            upper: session.upper(),
+            work: session.work(),
+        },
+        ProjectMode::Ro => blastwall_sandbox::ProjectMode::ReadOnly,
+        ProjectMode::Rw => blastwall_sandbox::ProjectMode::ReadWrite,
+    };
+    let existing = |paths: &[PathBuf], what: &str| -> Vec<PathBuf> {
+        paths
+            .iter()
+            .filter(|p| {
+                let ok = p.exists();
+                if !ok {
+                    eprintln!(
+                        "blastwall: note: {what} path {} does not exist; not mounted",
+                        p.display()
+                    );
+                }
+                ok
+            })
+            .cloned()
+            .collect()
+    };
+    spec.ro_paths = existing(&s.read_paths, "read-only");
+    spec.rw_paths = existing(&s.write_paths, "read-write");
+    spec.hidden = hidden_paths(policy, s, &home);
+    spec.env = environment(s, &home);
+    spec.limits = blastwall_sandbox::Limits {
+        memory_bytes: Some(s.limits.memory),
+        pids: Some(s.limits.pids),
+        cpu_seconds: s.limits.cpu.map(|d| d.as_secs()),
+        overlay_bytes: (s.project_mode == ProjectMode::Overlay).then_some(s.limits.overlay),
+    };
+    spec.accept_missing = s.accept_missing.iter().filter_map(|n| layer(n)).collect();
+    spec.tty = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
+    Ok(spec)
+}
+
+/// Every existing path the manifest hides: the defaults under the home and
+/// the project's matches (`.env*` and the manifest's globs).
+fn hidden_paths(policy: &Policy, s: &Settings, home: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for rel in blastwall_policy::DEFAULT_HIDDEN_HOME {
+        let p = home.join(rel);
+        if std::fs::symlink_metadata(&p).is_ok() {
+            out.push(p);
+        }
+    }
+    // Walk the project and every granted path (bounded), collecting hidden
+    // matches without descending into them.
+    let mut roots = vec![s.project_root.clone()];
+    roots.extend(s.read_paths.iter().cloned());
+    roots.extend(s.write_paths.iter().cloned());
+    let mut budget: usize = 200_000;
+    for root in roots {
+        walk_hidden(policy, &root, &mut out, &mut budget);
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+fn walk_hidden(policy: &Policy, dir: &Path, out: &mut Vec<PathBuf>, budget: &mut usize) {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in rd.flatten() {
+        if *budget == 0 {
+            return;
+        }
+        *budget -= 1;
+        let p = e.path();
+        if policy.is_hidden(&p) {
+            out.push(p);
+            continue;
+        }
+        if e.file_type().is_ok_and(|t| t.is_dir()) {
+            walk_hidden(policy, &p, out, budget);
+        }
+    }
+}
+
+/// The allowlisted environment: never the host's.
+fn environment(s: &Settings, home: &Path) -> Vec<(OsString, OsString)> {
+    let mut out: Vec<(OsString, OsString)> = Vec::new();
+    for (k, v) in std::env::vars_os() {
+        let name = k.to_string_lossy();
+        let always = blastwall_policy::ENV_ALWAYS
+            .iter()
+            .any(|a| match a.strip_suffix('*') {
+                Some(prefix) => name.starts_with(prefix),
+                None => name == *a,
+            });
+        if (always || s.env_pass.iter().any(|p| *p == name)) && name != "HOME" {
+            out.push((k, v));
+        }
+    }
+    out.push(("HOME".into(), home.as_os_str().to_owned()));
+    if !out.iter().any(|(k, _)| k == "PATH") {
+        out.push(("PATH".into(), "/usr/local/bin:/usr/bin:/bin".into()));
+    }
+    for (k, v) in &s.env_set {
+        out.retain(|(x, _)| x.to_string_lossy() != *k);
+        out.push((k.into(), v.into()));
+    }
+    out
+}
+
+fn summary(session: &SessionDir, meta: &SessionMeta, out: &blastwall_sandbox::RunOutcome) {
+    let changed =
+        blastwall_session::changes(&session.upper(), &meta.project).map_or(0, |c| c.len());
+    let l = &out.layers;
+    let mut layers = l.namespaces.join("+");
+    if l.landlock_fs {
+        layers.push_str(&format!(", landlock abi {}", l.landlock_abi.unwrap_or(0)));
+    }
+    if l.seccomp {
+        layers.push_str(", seccomp");
+    }
+    for (layer, why) in &l.missing {
+        layers.push_str(&format!(", {layer} MISSING ({why})"));
+    }
+    eprintln!(
+        "blastwall: session {} ended with status {}; {changed} file(s) changed in the overlay; layers: {layers}",
+        meta.id,
+        out.status.as_shell_code()
+    );
+    if out.memory_limit_hit {
+        eprintln!("blastwall: the agent was stopped: memory limit reached");
+    }
+    if out.overlay_limit_hit {
+        eprintln!("blastwall: the agent was stopped: overlay disk limit reached");
+    }
+    if !out.hidden_touched.is_empty() {
+        eprintln!(
+            "blastwall: ALERT: {} attempt(s) on hidden paths (see `blastwall log --kind alert`)",
+            out.hidden_touched.len()
+        );
+    }
+    if changed > 0 && meta.project_mode == "overlay" {
+        eprintln!(
+            "blastwall: review with `blastwall diff {}`, then `blastwall commit {}` or `blastwall discard {}`",
+            meta.id, meta.id, meta.id
+        );
+    }
+}
