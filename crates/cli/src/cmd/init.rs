@@ -269,6 +269,29 @@ fn manifest_text(agent: Agent, dir: &Path) -> String {
             "# Keep the real model key out of the wall: define `{cname}` with its source in\n# your own config ($BLASTWALL_HOME/config.toml), then uncomment. Inside,\n# ${var} then holds a placeholder the proxy swaps on requests to {host}.\n# [[credential]]\n# name = \"{cname}\"\n# env = \"{var}\"\n# hosts = [\"{host}\"]\n# header = \"{header}\"\n# prefix = \"{prefix}\"\n"
         );
     }
+    let doctor = blastwall_sandbox::doctor();
+    let missing: Vec<&blastwall_sandbox::Check> = doctor
+        .checks
+        .iter()
+        .filter(|c| {
+            !c.required
+                && c.status == blastwall_sandbox::CheckStatus::Missing
+                && blastwall_sandbox::Layer::ALL
+                    .iter()
+                    .any(|l| l.name() == c.name)
+        })
+        .collect();
+    if !missing.is_empty() {
+        t.push_str("[sandbox]\n# `blastwall doctor` found layers this host cannot apply; `run` refuses to\n# start without a layer unless it is accepted missing here:\n");
+        for c in &missing {
+            let _ = writeln!(t, "#   {}: {}", c.name, c.detail);
+            if let Some(fix) = &c.fix {
+                let _ = writeln!(t, "#   fix: {fix}");
+            }
+        }
+        let names: Vec<&str> = missing.iter().map(|c| c.name.as_str()).collect();
+        let _ = writeln!(t, "accept_missing = [{}]\n", list(&names));
+    }
     t.push_str(
         "[approval]\n\
          # An ask nobody answers becomes a deny.\n\

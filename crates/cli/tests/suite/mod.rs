@@ -1,6 +1,7 @@
 mod init;
 mod log;
 mod policy;
+mod run;
 mod trust;
 
 use std::path::{Path, PathBuf};
@@ -14,6 +15,10 @@ pub(crate) struct World {
 impl World {
     pub(crate) fn new() -> World {
         let dir = tempfile::tempdir().unwrap();
+        // The agent may run as another uid (a root supervisor maps it to an
+        // unprivileged one): it must be able to reach the project.
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
         std::fs::create_dir_all(dir.path().join("home")).unwrap();
         std::fs::create_dir_all(dir.path().join("project/.git")).unwrap();
         World { dir }
@@ -40,15 +45,18 @@ impl World {
 
     /// Runs `blastwall ARGS` in `cwd` with only this world's environment.
     pub(crate) fn run_in(&self, cwd: &Path, args: &[&str]) -> Run {
-        let out = Command::new(env!("CARGO_BIN_EXE_blastwall"))
-            .args(args)
+        Run(self.command(cwd, args).output().unwrap())
+    }
+
+    /// The command, not started: this world's environment only.
+    pub(crate) fn command(&self, cwd: &Path, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_blastwall"));
+        c.args(args)
             .current_dir(cwd)
             .env_clear()
             .env("HOME", self.home())
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .output()
-            .unwrap();
-        Run(out)
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default());
+        c
     }
 
     pub(crate) fn run(&self, args: &[&str]) -> Run {
