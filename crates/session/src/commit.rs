@@ -544,10 +544,14 @@ fn remove_beneath(parent: &OwnedFd, name: &Path, rel: &Path) -> Result<(), Commi
 }
 
 fn clear_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
     for e in std::fs::read_dir(dir)?.flatten() {
         let p = e.path();
         if e.file_type()?.is_dir() {
-            std::fs::remove_dir_all(&p)?;
+            // overlayfs leaves its `work/work` directory with mode 000.
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o700))?;
+            clear_dir(&p)?;
+            std::fs::remove_dir(&p)?;
         } else {
             std::fs::remove_file(&p)?;
         }
