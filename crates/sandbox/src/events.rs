@@ -42,30 +42,119 @@ pub(crate) struct Watches {
     pub(crate) init: Pid,
 }
 
-/// inotify on the decoys, each watch mapped to the hidden path it stands
-/// for.
+/// inotify on the decoys, in a helper process (this same binary behind
+/// [`crate::INIT_ARG`] `watch`): closing an inotify instance waits for an
+/// SRCU grace period (~10 ms), which the helper pays in its own exit
+/// instead of the run's. The helper writes one line per event: the index
+/// of the decoy.
 #[derive(Debug)]
 pub(crate) struct DecoyWatch {
-    inotify: Inotify,
-    paths: HashMap<WatchDescriptor, PathBuf>,
+    child: std::process::Child,
+    out: BufReader<std::process::ChildStdout>,
+    paths: Vec<PathBuf>,
 }
 
+/// The helper's second argument.
+pub(crate) const WATCH_ARG: &str = "watch";
+
 impl DecoyWatch {
-    /// Watches `decoys` (decoy source on the host, hidden path inside).
+    /// Starts watching `decoys` (decoy source on the host, hidden path
+    /// inside); returns once every watch is in place.
     pub(crate) fn new(decoys: &[(PathBuf, PathBuf)]) -> Result<DecoyWatch, SandboxError> {
-        let io = |e: nix::errno::Errno| SandboxError::Io {
-            what: "cannot watch the decoys".to_owned(),
-            source: e.into(),
+        use std::io::BufRead;
+        let io = |e: std::io::Error| SandboxError::Io {
+            what: "cannot start the decoy watch".to_owned(),
+            source: e,
         };
-        let inotify = Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK).map_err(io)?;
-        let mut paths = HashMap::new();
-        for (source, hidden) in decoys {
-            let wd = inotify
-                .add_watch(source, AddWatchFlags::IN_OPEN | AddWatchFlags::IN_ACCESS)
-                .map_err(io)?;
-            paths.insert(wd, hidden.clone());
+        let mut child = std::process::Command::new("/proc/self/exe")
+            .arg(crate::INIT_ARG)
+            .arg(WATCH_ARG)
+            .args(decoys.iter().map(|(s, _)| s))
+            .env_clear()
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .map_err(io)?;
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| io(std::io::Error::other("no stdout")))?;
+        let mut out = BufReader::new(stdout);
+        let mut line = String::new();
+        out.read_line(&mut line).map_err(io)?;
+        if line.trim() != "ready" {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(io(std::io::Error::other(format!(
+                "the watch helper said {line:?}"
+            ))));
         }
-        Ok(DecoyWatch { inotify, paths })
+        Ok(DecoyWatch {
+            child,
+            out,
+            paths: decoys.iter().map(|(_, h)| h.clone()).collect(),
+        })
+    }
+
+    /// Stops the helper without waiting for its exit (a thread reaps it).
+    fn finish(mut self) {
+        drop(self.child.stdin.take());
+        let mut child = self.child;
+        let _ = std::thread::Builder::new()
+            .name("blastwall-decoy-watch".to_owned())
+            .spawn(move || child.wait());
+    }
+}
+
+/// The helper: watch `paths`, print "ready", then one index per event,
+/// until stdin closes (the supervisor is done or dead).
+pub(crate) fn watch_main(paths: &[std::ffi::OsString]) -> u8 {
+    use std::io::Write;
+    let _ = nix::sys::prctl::set_pdeathsig(Some(Signal::SIGKILL));
+    let Ok(inotify) = Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK) else {
+        return 1;
+    };
+    let mut wds: HashMap<WatchDescriptor, usize> = HashMap::new();
+    for (i, p) in paths.iter().enumerate() {
+        match inotify.add_watch(
+            Path::new(p),
+            AddWatchFlags::IN_OPEN | AddWatchFlags::IN_ACCESS,
+        ) {
+            Ok(wd) => {
+                wds.insert(wd, i);
+            }
+            Err(_) => return 1,
+        }
+    }
+    let mut stdout = std::io::stdout();
+    if writeln!(stdout, "ready")
+        .and_then(|()| stdout.flush())
+        .is_err()
+    {
+        return 1;
+    }
+    let stdin = std::io::stdin();
+    loop {
+        let mut fds = [
+            PollFd::new(inotify.as_fd(), PollFlags::POLLIN),
+            PollFd::new(stdin.as_fd(), PollFlags::POLLIN),
+        ];
+        if nix::poll::poll(&mut fds, PollTimeout::NONE).is_err() {
+            continue;
+        }
+        if fds[1].revents().is_some_and(|r| !r.is_empty()) {
+            return 0;
+        }
+        for ev in inotify.read_events().unwrap_or_default() {
+            if let Some(i) = wds.get(&ev.wd)
+                && writeln!(stdout, "{i}")
+                    .and_then(|()| stdout.flush())
+                    .is_err()
+            {
+                return 0;
+            }
+        }
     }
 }
 
@@ -142,7 +231,7 @@ fn open_tty(sock: &OwnedFd) -> Result<Option<Tty>, SandboxError> {
 /// Runs until the init's report pipe closes.
 pub(crate) fn run_loop(
     reader: &mut BufReader<File>,
-    w: Watches,
+    mut w: Watches,
     hooks: &mut dyn SupervisorHooks,
 ) -> Result<Seen, SandboxError> {
     let mut seen = Seen::default();
@@ -155,6 +244,7 @@ pub(crate) fn run_loop(
     let mut master_open = tty.is_some();
     let mut stdin_open = tty.is_some();
     let mut reports_open = true;
+    let mut decoy_open = true;
     let mut next_tick = Instant::now();
     let mut master_out = tty.as_ref().and_then(|t| t.master_out.try_clone().ok());
     while reports_open || master_open {
@@ -172,9 +262,9 @@ pub(crate) fn run_loop(
             i_winch = Some(fds.len());
             fds.push(PollFd::new(t.winch_read.as_fd(), PollFlags::POLLIN));
         }
-        if let Some(d) = &w.decoys {
+        if let Some(d) = w.decoys.as_ref().filter(|_| decoy_open) {
             i_decoy = Some(fds.len());
-            fds.push(PollFd::new(d.inotify.as_fd(), PollFlags::POLLIN));
+            fds.push(PollFd::new(d.out.get_ref().as_fd(), PollFlags::POLLIN));
         }
         let timeout = if w.overlay.is_some() {
             let left = next_tick.saturating_duration_since(Instant::now());
@@ -221,12 +311,22 @@ pub(crate) fn run_loop(
                 stdin_open = false;
             }
         }
-        if r_decoy && let Some(d) = &w.decoys {
-            for ev in d.inotify.read_events().unwrap_or_default() {
-                if let Some(p) = d.paths.get(&ev.wd) {
-                    hooks.hidden_path_touched(p);
-                    if !seen.hidden_touched.contains(p) {
-                        seen.hidden_touched.push(p.clone());
+        if r_decoy && let Some(d) = &mut w.decoys {
+            use std::io::BufRead;
+            let mut line = String::new();
+            match d.out.read_line(&mut line) {
+                Ok(0) | Err(_) => decoy_open = false,
+                Ok(_) => {
+                    if let Some(p) = line
+                        .trim()
+                        .parse::<usize>()
+                        .ok()
+                        .and_then(|i| d.paths.get(i))
+                    {
+                        hooks.hidden_path_touched(p);
+                        if !seen.hidden_touched.contains(p) {
+                            seen.hidden_touched.push(p.clone());
+                        }
                     }
                 }
             }
@@ -260,6 +360,9 @@ pub(crate) fn run_loop(
     }
     if let Some(t) = tty {
         signal_hook::low_level::unregister(t.winch);
+    }
+    if let Some(d) = w.decoys {
+        d.finish();
     }
     Ok(seen)
 }
