@@ -108,8 +108,8 @@ fn init_main(config_fd: RawFd) -> ExitCode {
         return ExitCode::from(EXIT_NO_CONFIG);
     };
     let mut report = File::from(report_fd);
-    let tty_socket = match &cfg.tty {
-        Some(t) => match crate::sys::take_inherited_fd(t.socket_fd) {
+    let tty_socket = match cfg.fd_socket {
+        Some(t) => match crate::sys::take_inherited_fd(t) {
             Ok(fd) => Some(fd),
             Err(_) => return ExitCode::from(EXIT_NO_CONFIG),
         },
@@ -204,6 +204,19 @@ fn setup_and_run(
             nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
         )
         .map_err(|e| setup_err("set close-on-exec", e))?;
+    }
+
+    // Loopback listeners for the supervisor (the proxy): created here, in
+    // the sandbox's network namespace, and handed out; the supervisor
+    // accepts on them itself, so no forwarder runs inside.
+    if let Some(sock) = &tty_socket {
+        for &port in &cfg.spec.loopback_listeners {
+            let l = std::net::TcpListener::bind(("127.0.0.1", port))
+                .map_err(|e| setup_err(&format!("listen on 127.0.0.1:{port} inside"), e))?;
+            let [hi, lo] = port.to_be_bytes();
+            crate::tty::send_fd(sock, &[b'l', hi, lo], l.as_raw_fd())
+                .map_err(|e| setup_err("hand a listener to the supervisor", e))?;
+        }
     }
 
     // The pty, from the sandbox's own devpts.
@@ -401,7 +414,12 @@ fn agent_setup(
     // Step 6: Landlock.
     let ll = crate::landlock_rules::apply(&crate::landlock_rules::Rules {
         writable: writable_paths(spec),
-        tcp_connect: spec.tcp_connect_ports.clone(),
+        tcp_connect: spec
+            .tcp_connect_ports
+            .iter()
+            .chain(&spec.loopback_listeners)
+            .copied()
+            .collect(),
         tcp_bind: spec.tcp_bind_ports.clone(),
     });
     for (layer, reason) in ll.missing.clone() {

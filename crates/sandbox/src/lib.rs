@@ -107,6 +107,12 @@ pub struct SandboxSpec {
     pub tcp_bind_ports: Vec<u16>,
     /// The hostname inside the UTS namespace.
     pub hostname: String,
+    /// Ports on which the sandbox init listens on 127.0.0.1 inside the
+    /// sandbox's network namespace; the listening sockets are handed to
+    /// [`SupervisorHooks::loopback_listeners`] (the proxy accepts on them),
+    /// and the command may connect to them (Landlock).
+    #[serde(default)]
+    pub loopback_listeners: Vec<u16>,
 }
 
 impl SandboxSpec {
@@ -131,6 +137,7 @@ impl SandboxSpec {
             tcp_connect_ports: Vec::new(),
             tcp_bind_ports: Vec::new(),
             hostname: "blastwall".to_owned(),
+            loopback_listeners: Vec::new(),
         }
     }
 }
@@ -399,6 +406,18 @@ pub trait SupervisorHooks {
     /// namespace through `/proc/<pid>/ns/net`. An error stops the run.
     fn netns_ready(&mut self, pid: i32) -> Result<(), String> {
         let _ = pid;
+        Ok(())
+    }
+
+    /// The listening sockets of [`SandboxSpec::loopback_listeners`], bound
+    /// inside the sandbox's network namespace, before the command starts.
+    /// Keep them to accept connections from inside; dropping them closes
+    /// the ports. An error stops the run.
+    fn loopback_listeners(
+        &mut self,
+        listeners: Vec<(u16, std::net::TcpListener)>,
+    ) -> Result<(), String> {
+        drop(listeners);
         Ok(())
     }
 

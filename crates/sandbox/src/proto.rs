@@ -29,13 +29,14 @@ pub(crate) struct InitConfig {
     pub(crate) nproc_rlimit: Option<u64>,
     /// The pty the agent gets (the supervisor relays the other side).
     pub(crate) tty: Option<TtyConfig>,
+    /// Socket on which the init sends descriptors to the supervisor: the
+    /// loopback listeners, then the pty master.
+    pub(crate) fd_socket: Option<i32>,
 }
 
 /// The agent's terminal.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct TtyConfig {
-    /// Socket on which the init sends the pty master to the supervisor.
-    pub(crate) socket_fd: i32,
     /// Initial window size (rows, cols).
     pub(crate) rows: u16,
     /// Columns.

@@ -222,7 +222,7 @@ pub fn run(
         nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(nix_err("cannot create the start pipe"))?;
     let (report_read, report_write) =
         nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(nix_err("cannot create the report pipe"))?;
-    let tty_pair = if spec.tty {
+    let tty_pair = if spec.tty || !spec.loopback_listeners.is_empty() {
         let (a, b) = nix::sys::socket::socketpair(
             nix::sys::socket::AddressFamily::Unix,
             nix::sys::socket::SockType::Stream,
@@ -243,11 +243,8 @@ pub fn run(
         lifeline_fd: sync_read.as_raw_fd(),
         limits: limits_report,
         nproc_rlimit: limits.nproc_rlimit,
-        tty: tty_pair.as_ref().map(|(_, inside)| TtyConfig {
-            socket_fd: inside.as_raw_fd(),
-            rows,
-            cols,
-        }),
+        tty: spec.tty.then_some(TtyConfig { rows, cols }),
+        fd_socket: tty_pair.as_ref().map(|(_, inside)| inside.as_raw_fd()),
     };
     let config = config_memfd(&cfg)?;
 
@@ -330,6 +327,31 @@ pub fn run(
         .write_all(b"g")
         .map_err(io_err("cannot start the sandbox init"))?;
     drop(sync_read);
+
+    // The loopback listeners arrive before the agent starts, or never
+    // (setup failed: the socket closes and the reports say why).
+    if let Some(sock) = &tty_sock
+        && !spec.loopback_listeners.is_empty()
+    {
+        let mut listeners = Vec::new();
+        for _ in &spec.loopback_listeners {
+            match crate::tty::recv_fd(sock) {
+                Ok(([b'l', hi, lo], fd)) => {
+                    listeners.push((
+                        u16::from_be_bytes([hi, lo]),
+                        std::net::TcpListener::from(fd),
+                    ));
+                }
+                _ => break,
+            }
+        }
+        if listeners.len() == spec.loopback_listeners.len() {
+            hooks
+                .loopback_listeners(listeners)
+                .map_err(SandboxError::Hook)?;
+        }
+    }
+    let tty_sock = if spec.tty { tty_sock } else { None };
 
     let _interrupts = IgnoreInterrupts::new();
     let mut reader = BufReader::new(File::from(report_read));

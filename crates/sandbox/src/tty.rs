@@ -36,11 +36,48 @@ pub(crate) fn open_inside(cfg: &TtyConfig, sock: &OwnedFd) -> std::io::Result<Ow
         ws_ypixel: 0,
     };
     crate::sys::set_winsize(master.as_raw_fd(), &ws)?;
-    let fds = [master.as_raw_fd()];
-    let cmsg = [ControlMessage::ScmRights(&fds)];
-    let iov = [IoSlice::new(b"m")];
-    nix::sys::socket::sendmsg::<()>(sock.as_raw_fd(), &iov, &cmsg, MsgFlags::empty(), None)?;
+    send_fd(sock, b"m\0\0", master.as_raw_fd())?;
     Ok(slave)
+}
+
+/// Sends one descriptor with a 3-byte tag over the init's fd socket.
+pub(crate) fn send_fd(sock: &OwnedFd, tag: &[u8; 3], fd: RawFd) -> std::io::Result<()> {
+    let fds = [fd];
+    let cmsg = [ControlMessage::ScmRights(&fds)];
+    let iov = [IoSlice::new(tag)];
+    nix::sys::socket::sendmsg::<()>(sock.as_raw_fd(), &iov, &cmsg, MsgFlags::empty(), None)?;
+    Ok(())
+}
+
+/// Receives one tagged descriptor from the init's fd socket.
+pub(crate) fn recv_fd(sock: &OwnedFd) -> std::io::Result<([u8; 3], OwnedFd)> {
+    let mut buf = [0u8; 3];
+    let mut iov = [IoSliceMut::new(&mut buf)];
+    let mut space = nix::cmsg_space!([RawFd; 1]);
+    let msg = nix::sys::socket::recvmsg::<()>(
+        sock.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+    )?;
+    let mut got = None;
+    for c in msg.cmsgs()? {
+        if let ControlMessageOwned::ScmRights(fds) = c {
+            for fd in fds {
+                // Take every descriptor received, so none leaks.
+                let owned = crate::sys::take_received_fd(fd)?;
+                if got.is_none() {
+                    got = Some(owned);
+                }
+            }
+        }
+    }
+    let n = msg.bytes;
+    drop(iov);
+    match got {
+        Some(fd) if n == 3 => Ok((buf, fd)),
+        _ => Err(std::io::Error::other("the sandbox init sent no descriptor")),
+    }
 }
 
 /// Inside (agent, a session leader): makes `slave` the controlling
@@ -50,25 +87,14 @@ pub(crate) fn attach(slave: &OwnedFd) -> std::io::Result<()> {
     crate::sys::dup_onto_stdio(slave.as_raw_fd())
 }
 
-/// Supervisor: receives the master from the init.
+/// Supervisor: receives the pty master from the init.
 pub(crate) fn recv_master(sock: &OwnedFd) -> std::io::Result<OwnedFd> {
-    let mut buf = [0u8; 1];
-    let mut iov = [IoSliceMut::new(&mut buf)];
-    let mut space = nix::cmsg_space!([RawFd; 1]);
-    let msg = nix::sys::socket::recvmsg::<()>(
-        sock.as_raw_fd(),
-        &mut iov,
-        Some(&mut space),
-        MsgFlags::MSG_CMSG_CLOEXEC,
-    )?;
-    for c in msg.cmsgs()? {
-        if let ControlMessageOwned::ScmRights(fds) = c
-            && let Some(&fd) = fds.first()
-        {
-            return crate::sys::take_received_fd(fd);
-        }
+    match recv_fd(sock)? {
+        (tag, fd) if tag[0] == b'm' => Ok(fd),
+        _ => Err(std::io::Error::other(
+            "the sandbox init sent something else than the pty",
+        )),
     }
-    Err(std::io::Error::other("the sandbox init sent no pty"))
 }
 
 /// The supervisor's terminal in raw mode; restored on drop.

@@ -7,6 +7,7 @@
 //!   `/proc/self/status`.
 //! - `unix PATH`: connect to a unix socket; prints the errno (0: connected).
 //! - `tcp ADDR:PORT`: connect over TCP; prints the errno.
+//! - `tcp-read ADDR:PORT`: connect and print the first line received.
 //! - `write PATH`: create/append to a file; prints the errno.
 #![forbid(unsafe_code)]
 
@@ -56,6 +57,24 @@ fn main() -> ExitCode {
                         .map(drop)
                 });
             errno_of(r).to_string()
+        }
+        Some("tcp-read") => {
+            use std::io::BufRead;
+            let a = args.get(1).cloned().unwrap_or_default();
+            match a
+                .parse::<std::net::SocketAddr>()
+                .map_err(|_| std::io::Error::from_raw_os_error(22))
+                .and_then(std::net::TcpStream::connect)
+            {
+                Ok(s) => {
+                    let mut line = String::new();
+                    let _ = std::io::BufReader::new(s).read_line(&mut line);
+                    serde_json::json!({ "errno": 0, "line": line.trim() }).to_string()
+                }
+                Err(e) => {
+                    serde_json::json!({ "errno": e.raw_os_error().unwrap_or(-1) }).to_string()
+                }
+            }
         }
         Some("write") => {
             let p = args.get(1).cloned().unwrap_or_default();

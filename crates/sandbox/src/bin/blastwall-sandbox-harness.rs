@@ -12,7 +12,28 @@
 
 use std::process::ExitCode;
 
-use blastwall_sandbox::{NoHooks, SandboxSpec};
+use blastwall_sandbox::{SandboxSpec, SupervisorHooks};
+
+/// Accepts on the loopback listeners from the supervisor side and greets
+/// each connection, so tests can see the one way out work.
+struct Greeter;
+
+impl SupervisorHooks for Greeter {
+    fn loopback_listeners(
+        &mut self,
+        listeners: Vec<(u16, std::net::TcpListener)>,
+    ) -> Result<(), String> {
+        use std::io::Write;
+        for (port, l) in listeners {
+            std::thread::spawn(move || {
+                for mut conn in l.incoming().flatten() {
+                    let _ = writeln!(conn, "hello from the supervisor on {port}");
+                }
+            });
+        }
+        Ok(())
+    }
+}
 
 fn main() -> ExitCode {
     blastwall_sandbox::harden_self();
@@ -61,7 +82,7 @@ fn run(args: &[std::ffi::OsString]) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let result = blastwall_sandbox::run(&spec, &mut NoHooks);
+    let result = blastwall_sandbox::run(&spec, &mut Greeter);
     let (json, code) = match &result {
         Ok(outcome) => (
             serde_json::to_string_pretty(outcome).unwrap_or_default(),

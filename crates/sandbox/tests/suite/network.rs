@@ -58,3 +58,19 @@ fn host_unix_socket_inside_a_granted_tree_is_unreachable() {
         "the host socket accepted a connection from inside"
     );
 }
+
+// The one way out the proxy issue opens: a listener inside the sandbox's
+// network namespace, accepted on by the supervisor; other loopback ports
+// stay closed (Landlock connect rules).
+#[test]
+fn loopback_listener_reaches_the_supervisor_only() {
+    let Some(mut f) = sandbox() else { return };
+    f.spec.loopback_listeners = vec![3128];
+    let r = f.check(&["tcp-read", "127.0.0.1:3128"]).ok();
+    let v: serde_json::Value = serde_json::from_str(r.stdout().trim()).unwrap();
+    assert_eq!(v["line"], "hello from the supervisor on 3128", "{v}");
+    // Another port inside: refused by Landlock (EACCES) or nothing there.
+    let r = f.check(&["tcp-read", "127.0.0.1:3129"]).ok();
+    let v: serde_json::Value = serde_json::from_str(r.stdout().trim()).unwrap();
+    assert_ne!(v["errno"], 0, "{v}");
+}
