@@ -73,7 +73,6 @@ pub(crate) fn recv_fd(sock: &OwnedFd) -> std::io::Result<([u8; 3], OwnedFd)> {
         }
     }
     let n = msg.bytes;
-    drop(iov);
     match got {
         Some(fd) if n == 3 => Ok((buf, fd)),
         _ => Err(std::io::Error::other("the sandbox init sent no descriptor")),
