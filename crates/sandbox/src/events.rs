@@ -97,9 +97,36 @@ impl DecoyWatch {
         })
     }
 
-    /// Stops the helper without waiting for its exit (a thread reaps it).
-    fn finish(mut self) {
+    /// Handles one line from the helper; `false` at its end.
+    fn line(&mut self, seen: &mut Seen, hooks: &mut dyn SupervisorHooks) -> bool {
+        use std::io::BufRead;
+        let mut line = String::new();
+        match self.out.read_line(&mut line) {
+            Ok(0) | Err(_) => false,
+            Ok(_) if line.trim() == "done" => false,
+            Ok(_) => {
+                if let Some(p) = line
+                    .trim()
+                    .parse::<usize>()
+                    .ok()
+                    .and_then(|i| self.paths.get(i))
+                {
+                    hooks.hidden_path_touched(p);
+                    if !seen.hidden_touched.contains(p) {
+                        seen.hidden_touched.push(p.clone());
+                    }
+                }
+                true
+            }
+        }
+    }
+
+    /// Stops the helper once it has passed on every event already queued
+    /// (the sandbox is gone, so no new one can come), without waiting for
+    /// its exit (a thread reaps it).
+    fn finish(mut self, seen: &mut Seen, hooks: &mut dyn SupervisorHooks) {
         drop(self.child.stdin.take());
+        while self.line(seen, hooks) {}
         let mut child = self.child;
         let _ = std::thread::Builder::new()
             .name("blastwall-decoy-watch".to_owned())
@@ -143,9 +170,8 @@ pub(crate) fn watch_main(paths: &[std::ffi::OsString]) -> u8 {
         if nix::poll::poll(&mut fds, PollTimeout::NONE).is_err() {
             continue;
         }
-        if fds[1].revents().is_some_and(|r| !r.is_empty()) {
-            return 0;
-        }
+        let closing = fds[1].revents().is_some_and(|r| !r.is_empty());
+        // On close, pass on what is queued, then say so.
         for ev in inotify.read_events().unwrap_or_default() {
             if let Some(i) = wds.get(&ev.wd)
                 && writeln!(stdout, "{i}")
@@ -154,6 +180,10 @@ pub(crate) fn watch_main(paths: &[std::ffi::OsString]) -> u8 {
             {
                 return 0;
             }
+        }
+        if closing {
+            let _ = writeln!(stdout, "done").and_then(|()| stdout.flush());
+            return 0;
         }
     }
 }
@@ -311,25 +341,11 @@ pub(crate) fn run_loop(
                 stdin_open = false;
             }
         }
-        if r_decoy && let Some(d) = &mut w.decoys {
-            use std::io::BufRead;
-            let mut line = String::new();
-            match d.out.read_line(&mut line) {
-                Ok(0) | Err(_) => decoy_open = false,
-                Ok(_) => {
-                    if let Some(p) = line
-                        .trim()
-                        .parse::<usize>()
-                        .ok()
-                        .and_then(|i| d.paths.get(i))
-                    {
-                        hooks.hidden_path_touched(p);
-                        if !seen.hidden_touched.contains(p) {
-                            seen.hidden_touched.push(p.clone());
-                        }
-                    }
-                }
-            }
+        if r_decoy
+            && let Some(d) = &mut w.decoys
+            && !d.line(&mut seen, hooks)
+        {
+            decoy_open = false;
         }
         if let Some((upper, limit)) = &w.overlay
             && Instant::now() >= next_tick
@@ -362,7 +378,7 @@ pub(crate) fn run_loop(
         signal_hook::low_level::unregister(t.winch);
     }
     if let Some(d) = w.decoys {
-        d.finish();
+        d.finish(&mut seen, hooks);
     }
     Ok(seen)
 }
