@@ -113,6 +113,21 @@ pub struct SandboxSpec {
     /// and the command may connect to them (Landlock).
     #[serde(default)]
     pub loopback_listeners: Vec<u16>,
+    /// Files shown read-only inside with contents the caller chose (a
+    /// sanitised `.git/config` or `~/.gitconfig`, the CA bundle with the
+    /// session CA). The path must exist on the host, or lie in the home
+    /// outside any grant (then it is created on the private home).
+    #[serde(default)]
+    pub injected: Vec<InjectedFile>,
+}
+
+/// A file shown inside with contents of the caller's choosing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InjectedFile {
+    /// Where it appears (absolute).
+    pub path: PathBuf,
+    /// What it holds.
+    pub contents: Vec<u8>,
 }
 
 impl SandboxSpec {
@@ -138,6 +153,7 @@ impl SandboxSpec {
             tcp_bind_ports: Vec::new(),
             hostname: "blastwall".to_owned(),
             loopback_listeners: Vec::new(),
+            injected: Vec::new(),
         }
     }
 }

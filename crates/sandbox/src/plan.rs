@@ -228,6 +228,10 @@ pub struct Plan {
     /// directory: (decoy on the host, hidden path inside, is a directory).
     /// The supervisor creates them and watches them with inotify.
     pub decoys: Vec<(PathBuf, PathBuf, bool)>,
+    /// Files the supervisor writes into its directory and the plan binds
+    /// read-only over a path inside: (file on the host, index into
+    /// [`SandboxSpec::injected`]).
+    pub injected: Vec<(PathBuf, usize)>,
 }
 
 /// `/newroot` + an absolute path.
@@ -614,6 +618,65 @@ impl Plan {
             }
         }
 
+        // Injected files (sanitised views, e.g. .git/config, ~/.gitconfig,
+        // the CA bundle): read-only binds from the supervisor's directory.
+        let mut injected = Vec::new();
+        let mut order: Vec<usize> = (0..spec.injected.len()).collect();
+        order.sort_by_key(|&i| spec.injected.get(i).map_or(0, |f| depth(&f.path)));
+        for i in order {
+            let Some(file) = spec.injected.get(i) else {
+                continue;
+            };
+            let p = &file.path;
+            check_abs("injected file", p)?;
+            let Some(dd) = decoy_dir else {
+                return Err(SandboxError::Spec(
+                    "injected files need the supervisor's directory".to_owned(),
+                ));
+            };
+            let under_grant = grants.iter().any(|g| p.starts_with(g.path));
+            let under_system = SYSTEM_DIRS.iter().any(|d| p.starts_with(d));
+            let t = nr(p);
+            match host.kind(p) {
+                Some(Kind::File) => {}
+                None if p.starts_with(&spec.home) && !under_grant => {
+                    // A new mount point on the private home tmpfs.
+                    if let Some(parent) = t.parent() {
+                        ops.push(Op::Mkdir {
+                            path: parent.to_path_buf(),
+                        });
+                    }
+                    ops.push(Op::CreateFile { path: t.clone() });
+                }
+                None if under_grant || under_system => {
+                    return Err(SandboxError::Spec(format!(
+                        "injected file {} does not exist; creating its mount point would write the real tree or the overlay",
+                        p.display()
+                    )));
+                }
+                None => continue,
+                Some(_) => {
+                    return Err(SandboxError::Spec(format!(
+                        "injected file {} is a directory or a symlink on the host",
+                        p.display()
+                    )));
+                }
+            }
+            let source = dd.join(format!("i{i}"));
+            ops.push(Op::Bind {
+                source: in_oldroot(&source),
+                target: t.clone(),
+                recursive: false,
+            });
+            ops.push(Op::SetAttr {
+                target: t,
+                recursive: false,
+                readonly: true,
+                nosuid_nodev: true,
+            });
+            injected.push((source, i));
+        }
+
         // Hidden paths: an empty decoy where the path is visible inside.
         let visible_roots: Vec<&Path> = std::iter::once(spec.home.as_path())
             .chain(grants.iter().map(|g| g.path))
@@ -623,7 +686,9 @@ impl Plan {
         hidden.sort_by_key(|p| depth(p));
         for h in &hidden {
             check_abs("hidden path", h)?;
-            if !visible_roots.iter().any(|r| h.starts_with(r)) {
+            if !visible_roots.iter().any(|r| h.starts_with(r))
+                || spec.injected.iter().any(|f| &f.path == h)
+            {
                 continue;
             }
             let t = nr(h);
@@ -712,7 +777,11 @@ impl Plan {
         });
         ops.push(Op::Detach { target: ".".into() });
         ops.push(Op::Chdir { path: "/".into() });
-        Ok(Plan { ops, decoys })
+        Ok(Plan {
+            ops,
+            decoys,
+            injected,
+        })
     }
 
     /// Applies the plan. The error names the step.
@@ -1322,6 +1391,42 @@ mod tests {
             &c,
             "mount /oldroot/dev/shm/bw-d/d0 /newroot/home/u/.aws - MS_BIND",
         );
+    }
+
+    #[test]
+    fn injected_files_bind_read_only_and_never_create_in_grants() {
+        let mut s = spec();
+        s.injected = vec![
+            crate::InjectedFile {
+                path: "/home/u/.gitconfig".into(),
+                contents: b"x".to_vec(),
+            },
+            crate::InjectedFile {
+                path: "/home/u/.config/new".into(),
+                contents: b"y".to_vec(),
+            },
+        ];
+        let dd = Path::new("/dev/shm/bw-d");
+        let plan = Plan::build(&s, &FakeHost::new(), Some(dd)).unwrap();
+        assert_eq!(plan.injected, vec![(dd.join("i0"), 0), (dd.join("i1"), 1)]);
+        let rec = RecordingSyscalls::default();
+        plan.apply(&rec).unwrap();
+        let c = rec.calls();
+        index(
+            &c,
+            "mount /oldroot/dev/shm/bw-d/i0 /newroot/home/u/.gitconfig - MS_BIND",
+        );
+        index(&c, "touch /newroot/home/u/.config/new");
+        index(&c, "setattr /newroot/home/u/.config/new rec=false set=0x7");
+        // A missing file under the project would be created in the overlay.
+        s.injected = vec![crate::InjectedFile {
+            path: "/home/u/proj/.git/config".into(),
+            contents: Vec::new(),
+        }];
+        assert!(matches!(
+            Plan::build(&s, &FakeHost::new(), Some(dd)),
+            Err(SandboxError::Spec(_))
+        ));
     }
 
     #[test]

@@ -83,6 +83,11 @@ fn canonical_spec(spec: &SandboxSpec) -> Result<SandboxSpec, SandboxError> {
         .iter()
         .filter_map(|p| std::fs::canonicalize(p).ok())
         .collect();
+    for f in &mut s.injected {
+        if let Ok(c) = std::fs::canonicalize(&f.path) {
+            f.path = c;
+        }
+    }
     // Host unix sockets inside a granted tree: a read-only bind does not
     // stop connect(), and Landlock does not mediate it. Each one the host
     // lists is covered by a decoy file.
@@ -181,6 +186,7 @@ pub fn run(
     let decoy_dir = DecoyDir::create()?;
     let plan = Plan::build(&spec, &RealHost, Some(decoy_dir.path()))?;
     decoy_dir.fill(&plan.decoys)?;
+    decoy_dir.inject(&spec, &plan.injected)?;
     let decoy_watch = if plan.decoys.is_empty() {
         None
     } else {
@@ -472,6 +478,26 @@ impl DecoyDir {
             let mode = if *is_dir { 0o555 } else { 0o444 };
             std::fs::set_permissions(source, std::fs::Permissions::from_mode(mode))
                 .map_err(io_err(format!("cannot chmod decoy {}", source.display())))?;
+        }
+        Ok(())
+    }
+}
+
+impl DecoyDir {
+    fn inject(
+        &self,
+        spec: &SandboxSpec,
+        injected: &[(PathBuf, usize)],
+    ) -> Result<(), SandboxError> {
+        use std::os::unix::fs::PermissionsExt;
+        for (source, i) in injected {
+            let Some(file) = spec.injected.get(*i) else {
+                continue;
+            };
+            std::fs::write(source, &file.contents)
+                .map_err(io_err(format!("cannot write {}", source.display())))?;
+            std::fs::set_permissions(source, std::fs::Permissions::from_mode(0o444))
+                .map_err(io_err(format!("cannot chmod {}", source.display())))?;
         }
         Ok(())
     }

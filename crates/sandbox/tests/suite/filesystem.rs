@@ -319,3 +319,55 @@ fn memory_limit_stops_the_agent() {
     );
     assert_eq!(r.outcome["memory_limit_hit"], true, "{:?}", r.outcome);
 }
+
+// Issue 3: `.git/config` and `~/.gitconfig` inside are sanitised views the
+// caller writes; the real files (with their tokens) never show, and the
+// views cannot be changed from inside.
+#[test]
+fn injected_files_replace_the_real_ones() {
+    let Some(mut f) = sandbox() else { return };
+    let git = f.path("proj/.git");
+    std::fs::create_dir_all(&git).unwrap();
+    std::fs::write(
+        git.join("config"),
+        "[http]\n\textraheader = AUTHORIZATION: bearer marker-git-5e1d\n",
+    )
+    .unwrap();
+    if is_root() {
+        super::common::chown_tree(&git, super::common::ROOT_TEST_UID);
+    }
+    f.spec.injected = vec![
+        blastwall_sandbox::InjectedFile {
+            path: git.join("config"),
+            contents: b"[core]\n\tbare = false\n".to_vec(),
+        },
+        blastwall_sandbox::InjectedFile {
+            path: f.path("home/.gitconfig"),
+            contents: b"[user]\n\tname = Agent\n".to_vec(),
+        },
+    ];
+    let r = f.sh("cat .git/config ~/.gitconfig; echo x >> .git/config && echo WROTE; echo x >> ~/.gitconfig && echo WROTE2; true").ok();
+    let out = r.stdout();
+    assert!(!out.contains("marker-git-5e1d"), "{out}");
+    assert!(
+        out.contains("bare = false") && out.contains("name = Agent"),
+        "{out}"
+    );
+    assert!(
+        !out.contains("WROTE"),
+        "an injected view was writable: {out}"
+    );
+    assert!(
+        std::fs::read_to_string(git.join("config"))
+            .unwrap()
+            .contains("marker-git-5e1d")
+    );
+    assert!(
+        !f.path("home/.gitconfig").exists(),
+        "the mount point must not appear on the host"
+    );
+    assert!(
+        !f.path("upper/.git").exists(),
+        "nothing lands in the overlay"
+    );
+}
