@@ -1,0 +1,1156 @@
+//! The connection loop: accept, read each request, decide it through the
+//! gate, forward it or refuse it.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use blastwall_classify::graphql::{self, Inspection, Opaque};
+use blastwall_gate::{Gate, Refusal, Release, summarize};
+use blastwall_policy::{Action, HostName, NetAction, Policy, Resolve, Scheme};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
+use rustls::ClientConfig;
+use serde_json::{Value, json};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::sync::Semaphore;
+
+use crate::creds::{self, BoundCredential, Misuse, Plan, Scrub};
+use crate::decode::{DecodeError, decode};
+use crate::error::{Fault, ProxyError, ProxyRefusal};
+use crate::h1::{Conn, Framing, Head, ReadError, Reply, push_header, status_line};
+use crate::upstream::{self, ResolveError, Stream, Target};
+use crate::{Intercept, Limits, ProxyConfig, SessionCa};
+
+/// What every connection shares.
+pub(crate) struct Shared {
+    pub(crate) gate: Arc<Gate>,
+    pub(crate) policy: Arc<Policy>,
+    pub(crate) creds: Vec<BoundCredential>,
+    pub(crate) ca: SessionCa,
+    client_tls: Arc<ClientConfig>,
+    resolve: Vec<Resolve>,
+    limits: Limits,
+    intercept: Intercept,
+    conns: Arc<Semaphore>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("limits", &self.limits)
+            .field("intercept", &self.intercept)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Shared {
+    pub(crate) fn new(cfg: ProxyConfig) -> Result<Shared, ProxyError> {
+        for (i, c) in cfg.credentials.iter().enumerate() {
+            if c.placeholder.len() < 16 {
+                return Err(ProxyError::Credential {
+                    name: c.cred.name.clone(),
+                    why: "the placeholder is shorter than 16 characters".into(),
+                });
+            }
+            if c.secret.is_empty() {
+                return Err(ProxyError::Credential {
+                    name: c.cred.name.clone(),
+                    why: "the real value is empty".into(),
+                });
+            }
+            if cfg.credentials.iter().skip(i + 1).any(|o| {
+                o.placeholder.contains(&c.placeholder) || c.placeholder.contains(&o.placeholder)
+            }) {
+                return Err(ProxyError::Credential {
+                    name: c.cred.name.clone(),
+                    why: "its placeholder overlaps another credential's".into(),
+                });
+            }
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let constraints = match &cfg.intercept {
+            Intercept::All => None,
+            Intercept::Only(list) => Some(list.as_slice()),
+        };
+        let ca = SessionCa::new(constraints, Arc::clone(&provider))?;
+        let mut roots = rustls::RootCertStore::empty();
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        for c in &cfg.extra_roots {
+            roots
+                .add(c.clone())
+                .map_err(|e| ProxyError::Tls(format!("an upstream CA is not usable: {e}")))?;
+        }
+        let mut client = ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| ProxyError::Tls(e.to_string()))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        client.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(Shared {
+            gate: cfg.gate,
+            policy: cfg.policy,
+            creds: cfg.credentials,
+            ca,
+            client_tls: Arc::new(client),
+            resolve: cfg.resolve,
+            conns: Arc::new(Semaphore::new(cfg.limits.max_connections.max(1))),
+            limits: cfg.limits,
+            intercept: cfg.intercept,
+        })
+    }
+}
+
+pub(crate) async fn accept_loop(
+    shared: Arc<Shared>,
+    listener: std::net::TcpListener,
+) -> Result<(), ProxyError> {
+    listener.set_nonblocking(true).map_err(ProxyError::Listen)?;
+    let listener = tokio::net::TcpListener::from_std(listener).map_err(ProxyError::Listen)?;
+    loop {
+        let permit = Arc::clone(&shared.conns)
+            .acquire_owned()
+            .await
+            .map_err(|_| ProxyError::Listen(std::io::Error::other("connection limit closed")))?;
+        let sock = match listener.accept().await {
+            Ok((s, _)) => s,
+            Err(e) => {
+                tracing::warn!("proxy accept failed: {e}");
+                // EMFILE and the like: back off instead of spinning.
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = sock.set_nodelay(true);
+        let s = Arc::clone(&shared);
+        tokio::spawn(async move {
+            let _permit = permit;
+            s.serve_plain(sock).await;
+        });
+    }
+}
+
+/// How the agent reached this connection.
+#[derive(Debug, Clone)]
+enum Via {
+    /// Straight to the proxy: absolute-form requests, or CONNECT.
+    Plain,
+    /// Inside an intercepted CONNECT tunnel to this host and port.
+    Tunnel { host: HostName, port: u16 },
+}
+
+/// A cached upstream connection of one agent connection.
+struct Upstream {
+    key: (Scheme, HostName, u16),
+    target: Target,
+    sender: SendRequest<Full<Bytes>>,
+}
+
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authorization",
+    "proxy-authenticate",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "expect",
+    "content-length",
+    "host",
+];
+
+impl Shared {
+    async fn serve_plain(self: &Arc<Self>, sock: TcpStream) {
+        let mut conn = Conn::new(sock);
+        match self.serve_requests(&mut conn, &Via::Plain).await {
+            Some((head, _)) => self.connect(conn, head).await,
+            None => {}
+        }
+    }
+
+    /// Serves requests until the connection ends; returns a CONNECT head
+    /// (with its framing) when one arrives on a plain connection.
+    async fn serve_requests<S>(
+        self: &Arc<Self>,
+        conn: &mut Conn<S>,
+        via: &Via,
+    ) -> Option<(Head, Framing)>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send,
+    {
+        let mut upstream: Option<Upstream> = None;
+        loop {
+            let read =
+                tokio::time::timeout(self.limits.idle_timeout, conn.read_head(&self.limits)).await;
+            let (head, framing) = match read {
+                Err(_) | Ok(Err(ReadError::Closed | ReadError::Io(_))) => return None,
+                Ok(Err(ReadError::Refuse { status, reason })) => {
+                    let r = self.proxy_refusal(
+                        "proxy.framing",
+                        status,
+                        Fault::Agent,
+                        reason,
+                        "a malformed or ambiguous request".into(),
+                        json!({}),
+                    );
+                    let _ = self.send_refusal(conn, &r, true, false).await;
+                    return None;
+                }
+                Ok(Ok(x)) => x,
+            };
+            if head.method == "CONNECT" {
+                match via {
+                    Via::Plain => return Some((head, framing)),
+                    Via::Tunnel { .. } => {
+                        let r = self.proxy_refusal(
+                            "proxy.framing",
+                            400,
+                            Fault::Agent,
+                            "CONNECT inside a tunnel".into(),
+                            format!("CONNECT {}", head.target),
+                            json!({}),
+                        );
+                        let _ = self.send_refusal(conn, &r, true, false).await;
+                        return None;
+                    }
+                }
+            }
+            let close = head.wants_close();
+            let keep = self
+                .exchange(conn, &head, framing, via, &mut upstream)
+                .await;
+            if !keep || close {
+                let _ = conn.flush().await;
+                return None;
+            }
+        }
+    }
+
+    /// One request and its response. Returns whether the connection may
+    /// carry another request.
+    async fn exchange<S>(
+        self: &Arc<Self>,
+        conn: &mut Conn<S>,
+        head: &Head,
+        framing: Framing,
+        via: &Via,
+        upstream: &mut Option<Upstream>,
+    ) -> bool
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send,
+    {
+        let head_only = head.method == "HEAD";
+        let line = format!("{} {}", head.method, head.target);
+        // 1. The URL.
+        let url = match via {
+            Via::Plain => {
+                let lower = head.target.to_ascii_lowercase();
+                if !(lower.starts_with("http://") || lower.starts_with("https://")) {
+                    let r = self.proxy_refusal(
+                        "proxy.framing",
+                        400,
+                        Fault::Agent,
+                        "a proxy request needs an absolute URL (http://host/path) or CONNECT".into(),
+                        line,
+                        json!({}),
+                    );
+                    let _ = self.send_refusal(conn, &r, true, head_only).await;
+                    return false;
+                }
+                head.target.clone()
+            }
+            Via::Tunnel { host, port } => {
+                if !head.target.starts_with('/') {
+                    let r = self.proxy_refusal(
+                        "proxy.framing",
+                        400,
+                        Fault::Agent,
+                        "inside a tunnel a request target must be a path (/…)".into(),
+                        line,
+                        json!({}),
+                    );
+                    let _ = self.send_refusal(conn, &r, true, head_only).await;
+                    return false;
+                }
+                format!("https://{host}:{port}{}", head.target)
+            }
+        };
+        // 2. The body, whole and bounded.
+        if framing != Framing::None
+            && head
+                .one("expect")
+                .is_some_and(|e| e.eq_ignore_ascii_case("100-continue"))
+            && conn.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await.is_err()
+        {
+            return false;
+        }
+        let raw = match conn.read_body(framing, self.limits.max_request_body).await {
+            Ok(b) => b,
+            Err(ReadError::Refuse { status, reason }) => {
+                let r = self.proxy_refusal(
+                    "proxy.framing",
+                    status,
+                    Fault::Agent,
+                    reason,
+                    line,
+                    json!({}),
+                );
+                let _ = self.send_refusal(conn, &r, true, head_only).await;
+                return false;
+            }
+            Err(ReadError::Closed | ReadError::Io(_)) => return false,
+        };
+        // 3. The action, with the body decoded for inspection.
+        let has_body = framing != Framing::None;
+        let decoded = if has_body {
+            decode(head.all("content-encoding"), &raw, graphql::MAX_BODY)
+        } else {
+            Ok(None)
+        };
+        let (inspect, opaque): (Option<&[u8]>, Option<Opaque>) = match &decoded {
+            Ok(None) => (has_body.then_some(raw.as_slice()), None),
+            Ok(Some(d)) => (Some(d.as_slice()), None),
+            Err(DecodeError::TooLarge) => (None, Some(Opaque::TooLarge)),
+            Err(DecodeError::Unsupported(c)) => (
+                None,
+                Some(Opaque::NotJson(format!(
+                    "content coding `{c}` is not decoded by the proxy"
+                ))),
+            ),
+            Err(DecodeError::Corrupt(e)) => (
+                None,
+                Some(Opaque::NotJson(format!("the coded body does not decode: {e}"))),
+            ),
+        };
+        let mut action = match NetAction::from_request(&head.method, &url, &head.headers, inspect)
+        {
+            Ok(a) => a,
+            Err(e) => {
+                let r = self.proxy_refusal(
+                    "proxy.request",
+                    400,
+                    Fault::Agent,
+                    e.to_string(),
+                    line,
+                    json!({}),
+                );
+                return self.send_refusal(conn, &r, false, head_only).await;
+            }
+        };
+        if has_body {
+            action.body_digest = Some(digest(&raw));
+        }
+        if let Some(reason) = opaque
+            && self
+                .policy
+                .needs_body(&action.host, action.port, &action.method, &action.path)
+        {
+            action.graphql = Some(Inspection::Opaque { reason });
+        }
+        let summary = summarize(&Action::Net(action.clone()));
+        // 4. Host agreement: the Host header names the URL's host and port.
+        if let Some(h) = head.one("host")
+            && !host_agrees(h, &action)
+        {
+            let r = self.proxy_refusal(
+                "proxy.host-mismatch",
+                400,
+                Fault::Agent,
+                format!(
+                    "the Host header `{h}` does not name {}:{} (the URL or CONNECT target)",
+                    action.host, action.port
+                ),
+                summary,
+                json!({}),
+            );
+            return self.send_refusal(conn, &r, false, head_only).await;
+        }
+        // 5. Credentials.
+        let mut bodies: Vec<&[u8]> = vec![raw.as_slice()];
+        if let Ok(Some(d)) = &decoded {
+            bodies.push(d.as_slice());
+        }
+        let plan = match creds::plan(
+            &self.creds,
+            &action.host,
+            &action.path,
+            action.query.as_deref(),
+            &head.headers,
+            &bodies,
+        ) {
+            Ok(p) => p,
+            Err(m) => {
+                let r = self.misuse(m, summary);
+                return self.send_refusal(conn, &r, false, head_only).await;
+            }
+        };
+        // 6. Decide (write-ahead; durable first when it has side effects).
+        let side_effects = blastwall_gate::side_effects(&Action::Net(action.clone())) || plan.injects();
+        let release = match self.check(Action::Net(action.clone()), side_effects).await {
+            Ok(r) => r,
+            Err(refusal) => {
+                let reply = refusal_reply(&refusal);
+                let bytes = reply.to_bytes(false, head_only);
+                return conn.write_all(&bytes).await.is_ok();
+            }
+        };
+        // 7. Resolve, filter, connect (pinned), forward.
+        let key = (action.scheme, action.host.clone(), action.port);
+        if upstream
+            .as_ref()
+            .is_none_or(|u| u.key != key || u.sender.is_closed())
+        {
+            *upstream = None;
+            match self.open_upstream(&action, &release, &summary).await {
+                Ok(u) => *upstream = Some(u),
+                Err(r) => return self.send_refusal(conn, &r, false, head_only).await,
+            }
+        }
+        let Some(up) = upstream.as_mut() else {
+            return false;
+        };
+        let req = match self.upstream_request(head, &action, &plan, raw) {
+            Ok(r) => r,
+            Err(why) => {
+                let r = self.after_release(&release, "proxy.request", 400, Fault::Agent, why, &summary);
+                return self.send_refusal(conn, &r, false, head_only).await;
+            }
+        };
+        if up.sender.ready().await.is_err() {
+            *upstream = None;
+            let r = self.after_release(
+                &release,
+                "proxy.upstream",
+                502,
+                Fault::Upstream,
+                "the upstream connection closed".into(),
+                &summary,
+            );
+            return self.send_refusal(conn, &r, false, head_only).await;
+        }
+        let resp = match up.sender.send_request(req).await {
+            Ok(r) => r,
+            Err(e) => {
+                *upstream = None;
+                let r = self.after_release(
+                    &release,
+                    "proxy.upstream",
+                    502,
+                    Fault::Upstream,
+                    format!("the upstream failed: {e}"),
+                    &summary,
+                );
+                return self.send_refusal(conn, &r, false, head_only).await;
+            }
+        };
+        let status = resp.status().as_u16();
+        let _ = self.gate.outcome(
+            &release,
+            "forwarded",
+            json!({"status": status, "upstream": up.target.addr.to_string()}),
+        );
+        // 8. The response.
+        self.respond(conn, resp, &plan, &action, head_only, &release, &summary)
+            .await
+    }
+
+    async fn check(&self, action: Action, side_effects: bool) -> Result<Release, Box<Refusal>> {
+        if side_effects {
+            let gate = Arc::clone(&self.gate);
+            match tokio::task::spawn_blocking(move || gate.check_with(&action, true)).await {
+                Ok(r) => r,
+                Err(_) => Err(Box::new(Refusal {
+                    request_id: None,
+                    verdict: blastwall_policy::Verdict::Deny,
+                    rule: blastwall_policy::RuleRef {
+                        id: Arc::from("proxy.gate"),
+                        file: Arc::from("blastwall proxy"),
+                        line: 0,
+                        col: 0,
+                    },
+                    reason: "the decision could not be made (the gate's task failed)".into(),
+                    subject: None,
+                    approval: None,
+                    summary: String::new(),
+                })),
+            }
+        } else {
+            self.gate.check_with(&action, false)
+        }
+    }
+
+    async fn open_upstream(
+        &self,
+        action: &NetAction,
+        release: &Release,
+        summary: &str,
+    ) -> Result<Upstream, ProxyRefusal> {
+        let target = match upstream::resolve(&action.host, action.port, &self.resolve).await {
+            Ok(t) => t,
+            Err(ResolveError::Blocked { addr, why }) => {
+                return Err(self.after_release(
+                    release,
+                    "proxy.address",
+                    403,
+                    Fault::Agent,
+                    format!(
+                        "{} resolves to {addr}, which is {why}; such addresses are refused unless [network.resolve] declares them",
+                        action.host
+                    ),
+                    summary,
+                ));
+            }
+            Err(ResolveError::Lookup(why)) => {
+                return Err(self.after_release(
+                    release,
+                    "proxy.resolve",
+                    502,
+                    Fault::Upstream,
+                    format!("cannot resolve {}: {why}", action.host),
+                    summary,
+                ));
+            }
+        };
+        let tls = (action.scheme == Scheme::Https).then_some(&self.client_tls);
+        let stream = upstream::connect(target, &action.host, tls, self.limits.connect_timeout)
+            .await
+            .map_err(|why| {
+                self.after_release(release, "proxy.upstream", 502, Fault::Upstream, why, summary)
+            })?;
+        let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| {
+                self.after_release(
+                    release,
+                    "proxy.upstream",
+                    502,
+                    Fault::Upstream,
+                    format!("HTTP handshake failed: {e}"),
+                    summary,
+                )
+            })?;
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        Ok(Upstream {
+            key: (action.scheme, action.host.clone(), action.port),
+            target,
+            sender,
+        })
+    }
+
+    fn upstream_request(
+        &self,
+        head: &Head,
+        action: &NetAction,
+        plan: &Plan,
+        raw: Vec<u8>,
+    ) -> Result<http::Request<Full<Bytes>>, String> {
+        let query = match &plan.query {
+            Some((q, _)) => Some(q.as_str()),
+            None => action.query.as_deref(),
+        };
+        let pq = match query {
+            Some(q) => format!("{}?{q}", action.path),
+            None => action.path.clone(),
+        };
+        let authority = if action.port == action.scheme.default_port() {
+            action.host.to_string()
+        } else {
+            format!("{}:{}", action.host, action.port)
+        };
+        let mut b = http::Request::builder()
+            .method(head.method.as_str())
+            .uri(pq)
+            .header(http::header::HOST, authority);
+        let named_by_connection: Vec<String> = head
+            .all("connection")
+            .flat_map(|v| v.split(','))
+            .map(|t| t.trim().to_ascii_lowercase())
+            .collect();
+        for (i, (k, v)) in head.headers.iter().enumerate() {
+            let lower = k.to_ascii_lowercase();
+            if HOP_BY_HOP.contains(&lower.as_str()) || named_by_connection.contains(&lower) {
+                continue;
+            }
+            let value = match plan.headers.iter().find(|(hi, _, _)| *hi == i) {
+                Some((_, ci, prefix)) => {
+                    let c = self.creds.get(*ci).ok_or("credential index out of range")?;
+                    let mut bytes = prefix.as_bytes().to_vec();
+                    bytes.extend_from_slice(c.secret.expose());
+                    let mut hv = http::HeaderValue::from_bytes(&bytes).map_err(|_| {
+                        format!(
+                            "the real value of credential `{}` cannot go in a header",
+                            c.cred.name
+                        )
+                    })?;
+                    hv.set_sensitive(true);
+                    hv
+                }
+                None => http::HeaderValue::from_str(v)
+                    .map_err(|_| format!("header `{k}` has a value that cannot be forwarded"))?,
+            };
+            b = b.header(k.as_str(), value);
+        }
+        if !raw.is_empty() || !matches!(head.method.as_str(), "GET" | "HEAD") {
+            b = b.header(http::header::CONTENT_LENGTH, raw.len());
+        }
+        b.body(Full::new(Bytes::from(raw)))
+            .map_err(|e| format!("the request cannot be forwarded: {e}"))
+    }
+
+    #[expect(clippy::too_many_arguments, reason = "one call site; a struct would only rename them")]
+    async fn respond<S>(
+        &self,
+        conn: &mut Conn<S>,
+        resp: http::Response<hyper::body::Incoming>,
+        plan: &Plan,
+        action: &NetAction,
+        head_only: bool,
+        release: &Release,
+        summary: &str,
+    ) -> bool
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send,
+    {
+        let status = resp.status().as_u16();
+        let no_body = head_only || status < 200 || status == 204 || status == 304;
+        let (parts, body) = resp.into_parts();
+        let named_by_connection: Vec<String> = parts
+            .headers
+            .get_all(http::header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(|t| t.trim().to_ascii_lowercase())
+            .collect();
+        let mut headers: Vec<(String, Vec<u8>)> = Vec::new();
+        for (k, v) in &parts.headers {
+            let name = k.as_str();
+            if (HOP_BY_HOP.contains(&name) && name != "host")
+                || named_by_connection.iter().any(|n| n == name)
+            {
+                continue;
+            }
+            headers.push((name.to_owned(), v.as_bytes().to_vec()));
+        }
+        let content_length = parts
+            .headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+
+        if plan.bound_host {
+            // Hold, decode, swap real values back.
+            let bound: Vec<&BoundCredential> =
+                self.creds.iter().filter(|c| c.bound_to(&action.host)).collect();
+            for (k, v) in headers.iter_mut() {
+                match creds::scrub(&bound, v) {
+                    Scrub::Clean => {}
+                    Scrub::Swapped(n) => *v = n,
+                    Scrub::Unswappable => {
+                        let r = self.after_release(
+                            release,
+                            "proxy.secret-in-response",
+                            502,
+                            Fault::Upstream,
+                            format!("the response header `{k}` carries the real credential in a form the proxy cannot swap back"),
+                            summary,
+                        );
+                        return self.send_refusal(conn, &r, true, head_only).await;
+                    }
+                }
+            }
+            let mut held = Vec::new();
+            if !no_body {
+                let limited = http_body_util::Limited::new(body, self.limits.max_response_scan);
+                match limited.collect().await {
+                    Ok(c) => held = c.to_bytes().to_vec(),
+                    Err(e) => {
+                        let r = self.after_release(
+                            release,
+                            "proxy.secret-in-response",
+                            502,
+                            Fault::Upstream,
+                            format!("the response could not be read whole to scan it for the credential ({e}); it is past the bound of {} bytes or broken", self.limits.max_response_scan),
+                            summary,
+                        );
+                        return self.send_refusal(conn, &r, true, head_only).await;
+                    }
+                }
+            }
+            let encodings: Vec<String> = headers
+                .iter()
+                .filter(|(k, _)| k == "content-encoding")
+                .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+                .collect();
+            let mut out_body = held;
+            if !out_body.is_empty() {
+                let decoded = decode(
+                    encodings.iter().map(String::as_str),
+                    &out_body,
+                    self.limits.max_response_scan,
+                );
+                let (scan, was_decoded) = match decoded {
+                    Ok(Some(d)) => (d, true),
+                    Ok(None) => (out_body.clone(), false),
+                    Err(e) => {
+                        let r = self.after_release(
+                            release,
+                            "proxy.secret-in-response",
+                            502,
+                            Fault::Upstream,
+                            format!("the response body cannot be decoded to scan it for the credential ({e:?})"),
+                            summary,
+                        );
+                        return self.send_refusal(conn, &r, true, head_only).await;
+                    }
+                };
+                match creds::scrub(&bound, &scan) {
+                    Scrub::Clean => {}
+                    Scrub::Swapped(n) => {
+                        out_body = n;
+                        if was_decoded {
+                            headers.retain(|(k, _)| k != "content-encoding");
+                        }
+                        let _ = self.gate.alert(json!({
+                            "source": "proxy",
+                            "rule": "proxy.secret-in-response",
+                            "request": summary,
+                            "decision_seq": release.request_id,
+                            "reason": "the response carried the real credential; it was swapped back to the placeholder",
+                        }));
+                    }
+                    Scrub::Unswappable => {
+                        let r = self.after_release(
+                            release,
+                            "proxy.secret-in-response",
+                            502,
+                            Fault::Upstream,
+                            "the response body carries the real credential in a form the proxy cannot swap back".into(),
+                            summary,
+                        );
+                        return self.send_refusal(conn, &r, true, head_only).await;
+                    }
+                }
+            }
+            let mut out = status_line(status);
+            for (k, v) in &headers {
+                out.extend_from_slice(k.as_bytes());
+                out.extend_from_slice(b": ");
+                out.extend_from_slice(v);
+                out.extend_from_slice(b"\r\n");
+            }
+            if !no_body {
+                push_header(&mut out, "content-length", &out_body.len().to_string());
+            } else if let Some(cl) = &content_length {
+                push_header(&mut out, "content-length", cl);
+            }
+            out.extend_from_slice(b"\r\n");
+            if !no_body {
+                out.extend_from_slice(&out_body);
+            }
+            return conn.write_all(&out).await.is_ok();
+        }
+
+        // Stream.
+        let mut out = status_line(status);
+        for (k, v) in &headers {
+            out.extend_from_slice(k.as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(v);
+            out.extend_from_slice(b"\r\n");
+        }
+        let chunked = !no_body && content_length.is_none();
+        if let Some(cl) = &content_length {
+            push_header(&mut out, "content-length", cl);
+        } else if chunked {
+            push_header(&mut out, "transfer-encoding", "chunked");
+        }
+        out.extend_from_slice(b"\r\n");
+        if conn.write_all(&out).await.is_err() {
+            return false;
+        }
+        if no_body {
+            return true;
+        }
+        let mut body = body;
+        while let Some(frame) = body.frame().await {
+            let Ok(frame) = frame else {
+                return false;
+            };
+            let Ok(data) = frame.into_data() else {
+                continue; // trailers are dropped
+            };
+            if data.is_empty() {
+                continue;
+            }
+            let ok = if chunked {
+                let mut c = format!("{:x}\r\n", data.len()).into_bytes();
+                c.extend_from_slice(&data);
+                c.extend_from_slice(b"\r\n");
+                conn.write_all(&c).await
+            } else {
+                conn.write_all(&data).await
+            };
+            if ok.is_err() {
+                return false;
+            }
+        }
+        if chunked && conn.write_all(b"0\r\n\r\n").await.is_err() {
+            return false;
+        }
+        true
+    }
+
+    /// CONNECT: intercept (terminate TLS with the session CA) or pass through.
+    async fn connect(self: &Arc<Self>, mut conn: Conn<TcpStream>, head: Head) {
+        let line = format!("CONNECT {}", head.target);
+        let Some((host, port)) = parse_authority(&head.target) else {
+            let r = self.proxy_refusal(
+                "proxy.framing",
+                400,
+                Fault::Agent,
+                format!("CONNECT target `{}` is not host:port", head.target),
+                line,
+                json!({}),
+            );
+            let _ = self.send_refusal(&mut conn, &r, true, false).await;
+            return;
+        };
+        if let Some(h) = head.one("host")
+            && parse_authority(h).is_none_or(|(hh, hp)| hh != host || hp != port)
+        {
+            let r = self.proxy_refusal(
+                "proxy.host-mismatch",
+                400,
+                Fault::Agent,
+                format!("the Host header `{h}` does not name the CONNECT target {host}:{port}"),
+                line,
+                json!({}),
+            );
+            let _ = self.send_refusal(&mut conn, &r, true, false).await;
+            return;
+        }
+        let intercept = match &self.intercept {
+            Intercept::All => true,
+            Intercept::Only(list) => list.iter().any(|p| p.matches(&host)),
+        };
+        if intercept {
+            if conn
+                .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                .await
+                .is_err()
+            {
+                return;
+            }
+            let rest = conn.buf.split().freeze();
+            let io = Prefixed {
+                prefix: rest,
+                inner: conn.io,
+            };
+            let acceptor = tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), io);
+            let Ok(Ok(start)) = tokio::time::timeout(self.limits.connect_timeout, acceptor).await else {
+                return;
+            };
+            if let Some(sni) = start.client_hello().server_name()
+                && HostName::parse(sni).ok().as_ref() != Some(&host)
+            {
+                let _ = self.proxy_refusal(
+                    "proxy.host-mismatch",
+                    403,
+                    Fault::Agent,
+                    format!("TLS SNI `{sni}` does not name the CONNECT target {host}"),
+                    line,
+                    json!({}),
+                );
+                return;
+            }
+            let cfg = match self.ca.server_config(&host) {
+                Ok(c) => c,
+                Err(e) => {
+                    let _ = self.proxy_refusal(
+                        "proxy.tls",
+                        502,
+                        Fault::Blastwall,
+                        e.to_string(),
+                        line,
+                        json!({}),
+                    );
+                    return;
+                }
+            };
+            let Ok(Ok(tls)) =
+                tokio::time::timeout(self.limits.connect_timeout, start.into_stream(cfg)).await
+            else {
+                return;
+            };
+            let mut inner = Conn::new(tls);
+            let _ = self
+                .serve_requests(&mut inner, &Via::Tunnel { host, port })
+                .await;
+            return;
+        }
+        // Pass-through, decided on the name alone.
+        let url = format!("https://{host}:{port}/");
+        let action = match NetAction::from_request("GET", &url, &[], None) {
+            Ok(a) => a,
+            Err(e) => {
+                let r = self.proxy_refusal("proxy.request", 400, Fault::Agent, e.to_string(), line, json!({}));
+                let _ = self.send_refusal(&mut conn, &r, true, false).await;
+                return;
+            }
+        };
+        let summary = line.clone();
+        let release = match self.check(Action::Net(action.clone()), false).await {
+            Ok(r) => r,
+            Err(refusal) => {
+                let _ = conn.write_all(&refusal_reply(&refusal).to_bytes(true, false)).await;
+                return;
+            }
+        };
+        let target = match upstream::resolve(&host, port, &self.resolve).await {
+            Ok(t) => t,
+            Err(ResolveError::Blocked { addr, why }) => {
+                let r = self.after_release(&release, "proxy.address", 403, Fault::Agent, format!("{host} resolves to {addr}, which is {why}"), &summary);
+                let _ = self.send_refusal(&mut conn, &r, true, false).await;
+                return;
+            }
+            Err(ResolveError::Lookup(why)) => {
+                let r = self.after_release(&release, "proxy.resolve", 502, Fault::Upstream, format!("cannot resolve {host}: {why}"), &summary);
+                let _ = self.send_refusal(&mut conn, &r, true, false).await;
+                return;
+            }
+        };
+        let up = match upstream::connect(target, &host, None, self.limits.connect_timeout).await {
+            Ok(Stream::Plain(s)) => s,
+            Ok(Stream::Tls(_)) | Err(_) => {
+                let r = self.after_release(&release, "proxy.upstream", 502, Fault::Upstream, format!("cannot connect to {}", target.addr), &summary);
+                let _ = self.send_refusal(&mut conn, &r, true, false).await;
+                return;
+            }
+        };
+        if conn
+            .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+            .await
+            .is_err()
+        {
+            return;
+        }
+        let _ = self.gate.outcome(&release, "tunnelled", json!({"upstream": target.addr.to_string()}));
+        let rest = conn.buf.split().freeze();
+        let mut down = Prefixed {
+            prefix: rest,
+            inner: conn.io,
+        };
+        let mut up = up;
+        let _ = tokio::io::copy_bidirectional(&mut down, &mut up).await;
+    }
+
+    /// A refusal the proxy makes itself: recorded as an alert.
+    fn proxy_refusal(
+        &self,
+        rule: &'static str,
+        status: u16,
+        fault: Fault,
+        reason: String,
+        summary: String,
+        extra: Value,
+    ) -> ProxyRefusal {
+        let request_id = self
+            .gate
+            .alert(json!({
+                "source": "proxy",
+                "rule": rule,
+                "fault": fault.to_string(),
+                "reason": reason,
+                "request": summary,
+                "extra": extra,
+            }))
+            .ok();
+        ProxyRefusal {
+            rule,
+            reason,
+            summary,
+            fault,
+            status,
+            request_id,
+        }
+    }
+
+    /// A refusal after the policy allowed: recorded as the decision's
+    /// outcome and as an alert.
+    fn after_release(
+        &self,
+        release: &Release,
+        rule: &'static str,
+        status: u16,
+        fault: Fault,
+        reason: String,
+        summary: &str,
+    ) -> ProxyRefusal {
+        let _ = self.gate.outcome(
+            release,
+            "refused",
+            json!({"rule": rule, "reason": reason, "fault": fault.to_string()}),
+        );
+        let mut r = self.proxy_refusal(
+            rule,
+            status,
+            fault,
+            reason,
+            summary.to_owned(),
+            json!({"decision_seq": release.request_id}),
+        );
+        if r.request_id.is_none() {
+            r.request_id = Some(release.request_id);
+        }
+        r
+    }
+
+    fn misuse(&self, m: Misuse, summary: String) -> ProxyRefusal {
+        let kind = if m.rule == "proxy.placeholder" {
+            "placeholder-leak"
+        } else {
+            "own-credential"
+        };
+        self.proxy_refusal(
+            m.rule,
+            403,
+            Fault::Agent,
+            m.reason,
+            summary,
+            json!({"alert": kind, "credential": m.credential}),
+        )
+    }
+
+    /// Writes a refusal; returns whether the connection may go on.
+    async fn send_refusal<S>(
+        &self,
+        conn: &mut Conn<S>,
+        r: &ProxyRefusal,
+        close: bool,
+        head_only: bool,
+    ) -> bool
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send,
+    {
+        let reply = Reply::text(r.status, r.request_id, r.to_string());
+        let ok = conn.write_all(&reply.to_bytes(close, head_only)).await.is_ok();
+        ok && !close
+    }
+}
+
+fn refusal_reply(r: &Refusal) -> Reply {
+    Reply::text(403, r.request_id, r.to_string())
+}
+
+fn digest(b: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(b))
+}
+
+/// `host:port` (IPv6 in brackets) → normalised host and port.
+fn parse_authority(s: &str) -> Option<(HostName, u16)> {
+    let (h, p) = s.rsplit_once(':')?;
+    if h.contains(':') && !(h.starts_with('[') && h.ends_with(']')) {
+        return None;
+    }
+    let port = p.parse::<u16>().ok().filter(|p| *p != 0)?;
+    Some((HostName::parse(h).ok()?, port))
+}
+
+/// Whether a `Host` header names the action's host and port.
+fn host_agrees(h: &str, a: &NetAction) -> bool {
+    let h = h.trim();
+    let parsed = match parse_authority(h) {
+        Some(x) => Some(x),
+        None => HostName::parse(h).ok().map(|n| (n, a.scheme.default_port())),
+    };
+    parsed.is_some_and(|(host, port)| host == a.host && port == a.port)
+}
+
+/// A stream whose first bytes were already read into a buffer.
+struct Prefixed<S> {
+    prefix: Bytes,
+    inner: S,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Prefixed<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        if !self.prefix.is_empty() {
+            let n = self.prefix.len().min(buf.remaining());
+            let chunk = self.prefix.split_to(n);
+            buf.put_slice(&chunk);
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Prefixed<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}

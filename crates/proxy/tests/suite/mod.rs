@@ -1,0 +1,5 @@
+mod common;
+mod credentials;
+mod framing;
+mod pocketos;
+mod routing;
