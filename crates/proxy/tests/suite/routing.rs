@@ -30,10 +30,7 @@ fn keep_alive_and_each_request_decided() {
     let h = Harness::start();
     // Two URLs on one curl invocation reuse the connection; the second is denied.
     let (_, text) = h.curl(&["http://other.test/a", "http://denied.test/b", "http://other.test/c"]);
-    let statuses: Vec<&str> = text
-        .lines()
-        .filter(|l| l.starts_with("HTTP/"))
-        .collect();
+    let statuses: Vec<&str> = text.match_indices("HTTP/1.1 ").map(|(i, _)| &text[i..i + 12]).collect();
     assert_eq!(3, statuses.len(), "{text}");
     assert!(statuses[1].contains("403"), "{text}");
     let paths: Vec<String> = h.seen().into_iter().map(|s| s.path).collect();
