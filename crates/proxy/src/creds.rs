@@ -150,7 +150,9 @@ pub(crate) fn plan(
                     continue;
                 }
                 match &c.cred.placement {
-                    Placement::Query { name } if c.bound_to(host) && name == k && v == c.placeholder => {
+                    Placement::Query { name }
+                        if c.bound_to(host) && name == k && v == c.placeholder =>
+                    {
                         let real = percent_encoding::percent_encode(
                             c.secret.expose(),
                             percent_encoding::NON_ALPHANUMERIC,
@@ -241,9 +243,10 @@ pub(crate) fn scrub(creds: &[&BoundCredential], data: &[u8]) -> Scrub {
             .to_string()
             .into_bytes();
         forms.push((pct, ph.to_vec()));
-        let pct_lower = String::from_utf8_lossy(&forms.last().map(|f| f.0.clone()).unwrap_or_default())
-            .to_ascii_lowercase()
-            .into_bytes();
+        let pct_lower =
+            String::from_utf8_lossy(&forms.last().map(|f| f.0.clone()).unwrap_or_default())
+                .to_ascii_lowercase()
+                .into_bytes();
         forms.push((pct_lower, ph.to_vec()));
         for (from, to) in forms {
             let src = cur.as_deref().unwrap_or(data);

@@ -89,7 +89,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     /// duplicate `Host`, `Content-Length` with `Transfer-Encoding`, repeated
     /// or malformed `Content-Length`, a transfer coding other than a lone
     /// `chunked`, and `Upgrade: h2c`.
-    pub(crate) async fn read_head(&mut self, limits: &Limits) -> Result<(Head, Framing), ReadError> {
+    pub(crate) async fn read_head(
+        &mut self,
+        limits: &Limits,
+    ) -> Result<(Head, Framing), ReadError> {
         loop {
             // Skip empty lines between requests (RFC 9112 §2.2).
             while self.buf.starts_with(b"\r\n") {
@@ -118,13 +121,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
 
     /// Reads the whole body, decoding chunked framing. Past `max` bytes the
     /// body is refused (413) and the connection must be closed.
-    pub(crate) async fn read_body(&mut self, framing: Framing, max: usize) -> Result<Vec<u8>, ReadError> {
+    pub(crate) async fn read_body(
+        &mut self,
+        framing: Framing,
+        max: usize,
+    ) -> Result<Vec<u8>, ReadError> {
         match framing {
             Framing::None => Ok(Vec::new()),
             Framing::Length(n) => {
                 let n = usize::try_from(n).unwrap_or(usize::MAX);
                 if n > max {
-                    return Err(refuse(413, format!("request body of {n} bytes is past the proxy's bound of {max}")));
+                    return Err(refuse(
+                        413,
+                        format!("request body of {n} bytes is past the proxy's bound of {max}"),
+                    ));
                 }
                 while self.buf.len() < n {
                     if self.fill().await? == 0 {
@@ -160,7 +170,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                         }
                     }
                     if body.len().saturating_add(size) > max {
-                        return Err(refuse(413, format!("request body is past the proxy's bound of {max} bytes")));
+                        return Err(refuse(
+                            413,
+                            format!("request body is past the proxy's bound of {max} bytes"),
+                        ));
                     }
                     while self.buf.len() < size + 2 {
                         if self.fill().await? == 0 {
@@ -213,9 +226,12 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 fn parse_head(bytes: &[u8], limits: &Limits) -> Result<(Head, Framing), ReadError> {
     // obs-fold: a header line that starts with a space or a tab.
     if bytes.windows(3).any(|w| w == b"\r\n " || w == b"\r\n\t") {
-        return Err(refuse(400, "obsolete line folding (obs-fold) in the request head"));
+        return Err(refuse(
+            400,
+            "obsolete line folding (obs-fold) in the request head",
+        ));
     }
-    if bytes.iter().any(|b| *b == b'\n')
+    if bytes.contains(&b'\n')
         && bytes
             .iter()
             .enumerate()
@@ -228,7 +244,9 @@ fn parse_head(bytes: &[u8], limits: &Limits) -> Result<(Head, Framing), ReadErro
     match req.parse(bytes) {
         Ok(httparse::Status::Complete(_)) => {}
         Ok(httparse::Status::Partial) => return Err(refuse(400, "incomplete request head")),
-        Err(httparse::Error::TooManyHeaders) => return Err(refuse(431, "too many request headers")),
+        Err(httparse::Error::TooManyHeaders) => {
+            return Err(refuse(431, "too many request headers"));
+        }
         Err(e) => return Err(refuse(400, format!("malformed request head: {e}"))),
     }
     let method = req.method.unwrap_or_default().to_owned();
@@ -239,7 +257,10 @@ fn parse_head(bytes: &[u8], limits: &Limits) -> Result<(Head, Framing), ReadErro
         let v = std::str::from_utf8(h.value)
             .map_err(|_| refuse(400, format!("header `{}` is not UTF-8", h.name)))?;
         if v.bytes().any(|b| b.is_ascii_control() && b != b'\t') {
-            return Err(refuse(400, format!("header `{}` holds a control character", h.name)));
+            return Err(refuse(
+                400,
+                format!("header `{}` holds a control character", h.name),
+            ));
         }
         headers.push((h.name.to_owned(), v.to_owned()));
     }
@@ -260,10 +281,15 @@ fn parse_head(bytes: &[u8], limits: &Limits) -> Result<(Head, Framing), ReadErro
             "Content-Length and Transfer-Encoding together (request smuggling: two parsers could frame the body differently)",
         ));
     }
-    if head.all("upgrade").any(|v| v.to_ascii_lowercase().contains("h2c"))
+    if head
+        .all("upgrade")
+        .any(|v| v.to_ascii_lowercase().contains("h2c"))
         || head.one("http2-settings").is_some()
     {
-        return Err(refuse(400, "Upgrade: h2c is refused (it would hide later requests from the proxy)"));
+        return Err(refuse(
+            400,
+            "Upgrade: h2c is refused (it would hide later requests from the proxy)",
+        ));
     }
     let framing = if !te.is_empty() {
         if head.minor == 0 {
@@ -277,7 +303,10 @@ fn parse_head(bytes: &[u8], limits: &Limits) -> Result<(Head, Framing), ReadErro
         if codings != ["chunked"] {
             return Err(refuse(
                 400,
-                format!("transfer coding `{}` refused: only a lone `chunked` is accepted", te.join(", ")),
+                format!(
+                    "transfer coding `{}` refused: only a lone `chunked` is accepted",
+                    te.join(", ")
+                ),
             ));
         }
         Framing::Chunked
@@ -311,7 +340,10 @@ impl Reply {
     /// A short text response from the proxy itself.
     pub(crate) fn text(status: u16, request_id: Option<u64>, body: String) -> Reply {
         let mut headers = vec![
-            ("Content-Type".to_owned(), "text/plain; charset=utf-8".to_owned()),
+            (
+                "Content-Type".to_owned(),
+                "text/plain; charset=utf-8".to_owned(),
+            ),
             ("X-Blastwall".to_owned(), "refused".to_owned()),
         ];
         if let Some(id) = request_id {

@@ -167,9 +167,8 @@ const HOP_BY_HOP: &[&str] = &[
 impl Shared {
     async fn serve_plain(self: &Arc<Self>, sock: TcpStream) {
         let mut conn = Conn::new(sock);
-        match self.serve_requests(&mut conn, &Via::Plain).await {
-            Some((head, _)) => self.connect(conn, head).await,
-            None => {}
+        if let Some((head, _)) = self.serve_requests(&mut conn, &Via::Plain).await {
+            self.connect(conn, head).await;
         }
     }
 
@@ -188,7 +187,11 @@ impl Shared {
             let read =
                 tokio::time::timeout(self.limits.idle_timeout, conn.read_head(&self.limits)).await;
             let (head, framing) = match read {
-                Err(_) | Ok(Err(ReadError::Closed | ReadError::Io(_))) => return None,
+                Err(_) | Ok(Err(ReadError::Closed)) => return None,
+                Ok(Err(ReadError::Io(e))) => {
+                    tracing::debug!("agent connection ended mid-request: {e}");
+                    return None;
+                }
                 Ok(Err(ReadError::Refuse { status, reason })) => {
                     let r = self.proxy_refusal(
                         "proxy.framing",
@@ -255,7 +258,8 @@ impl Shared {
                         "proxy.framing",
                         400,
                         Fault::Agent,
-                        "a proxy request needs an absolute URL (http://host/path) or CONNECT".into(),
+                        "a proxy request needs an absolute URL (http://host/path) or CONNECT"
+                            .into(),
                         line,
                         json!({}),
                     );
@@ -285,7 +289,10 @@ impl Shared {
             && head
                 .one("expect")
                 .is_some_and(|e| e.eq_ignore_ascii_case("100-continue"))
-            && conn.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await.is_err()
+            && conn
+                .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+                .await
+                .is_err()
         {
             return false;
         }
@@ -324,11 +331,12 @@ impl Shared {
             ),
             Err(DecodeError::Corrupt(e)) => (
                 None,
-                Some(Opaque::NotJson(format!("the coded body does not decode: {e}"))),
+                Some(Opaque::NotJson(format!(
+                    "the coded body does not decode: {e}"
+                ))),
             ),
         };
-        let mut action = match NetAction::from_request(&head.method, &url, &head.headers, inspect)
-        {
+        let mut action = match NetAction::from_request(&head.method, &url, &head.headers, inspect) {
             Ok(a) => a,
             Err(e) => {
                 let r = self.proxy_refusal(
@@ -390,7 +398,8 @@ impl Shared {
             }
         };
         // 6. Decide (write-ahead; durable first when it has side effects).
-        let side_effects = blastwall_gate::side_effects(&Action::Net(action.clone())) || plan.injects();
+        let side_effects =
+            blastwall_gate::side_effects(&Action::Net(action.clone())) || plan.injects();
         let release = match self.check(Action::Net(action.clone()), side_effects).await {
             Ok(r) => r,
             Err(refusal) => {
@@ -417,7 +426,8 @@ impl Shared {
         let req = match self.upstream_request(head, &action, &plan, raw) {
             Ok(r) => r,
             Err(why) => {
-                let r = self.after_release(&release, "proxy.request", 400, Fault::Agent, why, &summary);
+                let r =
+                    self.after_release(&release, "proxy.request", 400, Fault::Agent, why, &summary);
                 return self.send_refusal(conn, &r, false, head_only).await;
             }
         };
@@ -520,7 +530,14 @@ impl Shared {
         let stream = upstream::connect(target, &action.host, tls, self.limits.connect_timeout)
             .await
             .map_err(|why| {
-                self.after_release(release, "proxy.upstream", 502, Fault::Upstream, why, summary)
+                self.after_release(
+                    release,
+                    "proxy.upstream",
+                    502,
+                    Fault::Upstream,
+                    why,
+                    summary,
+                )
             })?;
         let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
@@ -604,7 +621,10 @@ impl Shared {
             .map_err(|e| format!("the request cannot be forwarded: {e}"))
     }
 
-    #[expect(clippy::too_many_arguments, reason = "one call site; a struct would only rename them")]
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one call site; a struct would only rename them"
+    )]
     async fn respond<S>(
         &self,
         conn: &mut Conn<S>,
@@ -647,8 +667,11 @@ impl Shared {
 
         if plan.bound_host {
             // Hold, decode, swap real values back.
-            let bound: Vec<&BoundCredential> =
-                self.creds.iter().filter(|c| c.bound_to(&action.host)).collect();
+            let bound: Vec<&BoundCredential> = self
+                .creds
+                .iter()
+                .filter(|c| c.bound_to(&action.host))
+                .collect();
             for (k, v) in headers.iter_mut() {
                 match creds::scrub(&bound, v) {
                     Scrub::Clean => {}
@@ -854,8 +877,10 @@ impl Shared {
                 prefix: rest,
                 inner: conn.io,
             };
-            let acceptor = tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), io);
-            let Ok(Ok(start)) = tokio::time::timeout(self.limits.connect_timeout, acceptor).await else {
+            let acceptor =
+                tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), io);
+            let Ok(Ok(start)) = tokio::time::timeout(self.limits.connect_timeout, acceptor).await
+            else {
                 return;
             };
             if let Some(sni) = start.client_hello().server_name()
@@ -901,7 +926,14 @@ impl Shared {
         let action = match NetAction::from_request("GET", &url, &[], None) {
             Ok(a) => a,
             Err(e) => {
-                let r = self.proxy_refusal("proxy.request", 400, Fault::Agent, e.to_string(), line, json!({}));
+                let r = self.proxy_refusal(
+                    "proxy.request",
+                    400,
+                    Fault::Agent,
+                    e.to_string(),
+                    line,
+                    json!({}),
+                );
                 let _ = self.send_refusal(&mut conn, &r, true, false).await;
                 return;
             }
@@ -910,19 +942,35 @@ impl Shared {
         let release = match self.check(Action::Net(action.clone()), false).await {
             Ok(r) => r,
             Err(refusal) => {
-                let _ = conn.write_all(&refusal_reply(&refusal).to_bytes(true, false)).await;
+                let _ = conn
+                    .write_all(&refusal_reply(&refusal).to_bytes(true, false))
+                    .await;
                 return;
             }
         };
         let target = match upstream::resolve(&host, port, &self.resolve).await {
             Ok(t) => t,
             Err(ResolveError::Blocked { addr, why }) => {
-                let r = self.after_release(&release, "proxy.address", 403, Fault::Agent, format!("{host} resolves to {addr}, which is {why}"), &summary);
+                let r = self.after_release(
+                    &release,
+                    "proxy.address",
+                    403,
+                    Fault::Agent,
+                    format!("{host} resolves to {addr}, which is {why}"),
+                    &summary,
+                );
                 let _ = self.send_refusal(&mut conn, &r, true, false).await;
                 return;
             }
             Err(ResolveError::Lookup(why)) => {
-                let r = self.after_release(&release, "proxy.resolve", 502, Fault::Upstream, format!("cannot resolve {host}: {why}"), &summary);
+                let r = self.after_release(
+                    &release,
+                    "proxy.resolve",
+                    502,
+                    Fault::Upstream,
+                    format!("cannot resolve {host}: {why}"),
+                    &summary,
+                );
                 let _ = self.send_refusal(&mut conn, &r, true, false).await;
                 return;
             }
@@ -930,7 +978,14 @@ impl Shared {
         let up = match upstream::connect(target, &host, None, self.limits.connect_timeout).await {
             Ok(Stream::Plain(s)) => s,
             Ok(Stream::Tls(_)) | Err(_) => {
-                let r = self.after_release(&release, "proxy.upstream", 502, Fault::Upstream, format!("cannot connect to {}", target.addr), &summary);
+                let r = self.after_release(
+                    &release,
+                    "proxy.upstream",
+                    502,
+                    Fault::Upstream,
+                    format!("cannot connect to {}", target.addr),
+                    &summary,
+                );
                 let _ = self.send_refusal(&mut conn, &r, true, false).await;
                 return;
             }
@@ -942,7 +997,11 @@ impl Shared {
         {
             return;
         }
-        let _ = self.gate.outcome(&release, "tunnelled", json!({"upstream": target.addr.to_string()}));
+        let _ = self.gate.outcome(
+            &release,
+            "tunnelled",
+            json!({"upstream": target.addr.to_string()}),
+        );
         let rest = conn.buf.split().freeze();
         let mut down = Prefixed {
             prefix: rest,
@@ -1041,7 +1100,10 @@ impl Shared {
         S: AsyncRead + AsyncWrite + Unpin + Send,
     {
         let reply = Reply::text(r.status, r.request_id, r.to_string());
-        let ok = conn.write_all(&reply.to_bytes(close, head_only)).await.is_ok();
+        let ok = conn
+            .write_all(&reply.to_bytes(close, head_only))
+            .await
+            .is_ok();
         ok && !close
     }
 }
@@ -1070,7 +1132,9 @@ fn host_agrees(h: &str, a: &NetAction) -> bool {
     let h = h.trim();
     let parsed = match parse_authority(h) {
         Some(x) => Some(x),
-        None => HostName::parse(h).ok().map(|n| (n, a.scheme.default_port())),
+        None => HostName::parse(h)
+            .ok()
+            .map(|n| (n, a.scheme.default_port())),
     };
     parsed.is_some_and(|(host, port)| host == a.host && port == a.port)
 }

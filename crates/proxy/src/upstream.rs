@@ -165,10 +165,12 @@ pub(crate) async fn connect(
             .map_err(|e| format!("`{d}` cannot be a TLS server name: {e}"))?,
         HostName::Ip(ip) => ServerName::IpAddress((*ip).into()),
     };
-    let s = tokio::time::timeout(timeout, TlsConnector::from(Arc::clone(cfg)).connect(name, tcp))
-        .await
-        .map_err(|_| "the TLS handshake timed out".to_owned())?
-        .map_err(|e| format!("TLS handshake failed: {e}"))?;
+    let s = tokio::time::timeout(
+        timeout,
+        TlsConnector::from(Arc::clone(cfg)).connect(name, tcp),
+    )
+    .await
+    .map_err(|_| "the TLS handshake timed out".to_owned())?
+    .map_err(|e| format!("TLS handshake failed: {e}"))?;
     Ok(Stream::Tls(Box::new(s)))
 }
-

@@ -42,7 +42,8 @@ impl Seen {
 }
 
 pub struct Harness {
-    pub rt: tokio::runtime::Runtime,
+    /// Keeps the proxy and the upstreams running.
+    _rt: tokio::runtime::Runtime,
     pub dir: tempfile::TempDir,
     pub proxy_url: String,
     pub ca_file: PathBuf,
@@ -160,7 +161,12 @@ async fn echo(
     let headers: Vec<(String, String)> = parts
         .headers
         .iter()
-        .map(|(k, v)| (k.to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .map(|(k, v)| {
+            (
+                k.to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
         .collect();
     let host = parts
         .headers
@@ -286,7 +292,11 @@ impl Harness {
             .credentials
             .iter()
             .map(|c| {
-                let real = if c.name == "echo" { REAL_ECHO } else { REAL_RAILWAY };
+                let real = if c.name == "echo" {
+                    REAL_ECHO
+                } else {
+                    REAL_RAILWAY
+                };
                 BoundCredential::new(c.clone(), Secret::from(real)).unwrap()
             })
             .collect();
@@ -301,7 +311,7 @@ impl Harness {
         rt.spawn(proxy.serve(listener));
         drop(_guard);
         Harness {
-            rt,
+            _rt: rt,
             dir,
             proxy_url: format!("http://127.0.0.1:{port}"),
             ca_file,
@@ -341,7 +351,13 @@ impl Harness {
     }
 
     /// Runs a python3 urllib request through the proxy; returns (status, body).
-    pub fn python(&self, method: &str, url: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, String) {
+    pub fn python(
+        &self,
+        method: &str,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> (u16, String) {
         let script = r#"
 import json, ssl, sys, urllib.request, urllib.error
 proxy, cafile, method, url, headers = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], json.loads(sys.argv[5])
@@ -381,7 +397,11 @@ except urllib.error.HTTPError as e:
         }
         let out = child.wait_with_output().unwrap();
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        let status = text.lines().next().and_then(|l| l.trim().parse().ok()).unwrap_or(0);
+        let status = text
+            .lines()
+            .next()
+            .and_then(|l| l.trim().parse().ok())
+            .unwrap_or(0);
         (status, text + &String::from_utf8_lossy(&out.stderr))
     }
 
@@ -390,7 +410,8 @@ except urllib.error.HTTPError as e:
         use std::io::Write;
         let addr = self.proxy_url.trim_start_matches("http://");
         let mut s = std::net::TcpStream::connect(addr).unwrap();
-        s.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
         s.write_all(bytes).unwrap();
         let mut out = Vec::new();
         let _ = s.read_to_end(&mut out);
@@ -410,11 +431,9 @@ except urllib.error.HTTPError as e:
 
 fn status_of(text: &str) -> u16 {
     // The last status line (after any 100 Continue / CONNECT 200).
-    text.lines()
-        .filter(|l| l.starts_with("HTTP/"))
-        .filter_map(|l| l.split_whitespace().nth(1)?.parse().ok())
-        .filter(|s| *s != 100)
-        .last()
+    text.rmatch_indices("HTTP/1.")
+        .filter_map(|(i, _)| text.get(i + 9..i + 12)?.parse().ok())
+        .find(|s| *s != 100)
         .unwrap_or(0)
 }
 

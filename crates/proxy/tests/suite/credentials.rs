@@ -7,8 +7,14 @@ use super::common::{Harness, REAL_ECHO, final_status};
 
 fn no_secret(text: &str) {
     let b64 = base64::engine::general_purpose::STANDARD.encode(REAL_ECHO);
-    assert!(!text.contains(REAL_ECHO), "the real token reached the agent:\n{text}");
-    assert!(!text.contains(&b64), "the real token (base64) reached the agent:\n{text}");
+    assert!(
+        !text.contains(REAL_ECHO),
+        "the real token reached the agent:\n{text}"
+    );
+    assert!(
+        !text.contains(&b64),
+        "the real token (base64) reached the agent:\n{text}"
+    );
     assert!(
         !text.contains(&REAL_ECHO.replace('-', "%2D")),
         "the real token (URL-encoded) reached the agent:\n{text}"
@@ -29,16 +35,30 @@ fn https_request_arrives_with_the_real_token_and_the_echo_is_swapped_back() {
     let seen = h.seen();
     assert_eq!(1, seen.len(), "{seen:?}");
     assert_eq!(
+        ("GET", "echo.test"),
+        (seen[0].method.as_str(), seen[0].host.as_str())
+    );
+    assert_eq!(
         Some(format!("Bearer {REAL_ECHO}").as_str()),
         seen[0].header("authorization")
     );
     no_secret(&text);
-    assert!(text.contains(&ph), "the echo shows the placeholder instead:\n{text}");
+    assert!(
+        text.contains(&ph),
+        "the echo shows the placeholder instead:\n{text}"
+    );
     // The audit log holds the decision and an alert for the swapped echo.
     let events = h.audit_events();
-    assert!(events.iter().any(|e| e["kind"] == "decision" && e["data"]["verdict"] == "allow"));
+    assert!(
+        events
+            .iter()
+            .any(|e| e["kind"] == "decision" && e["data"]["verdict"] == "allow")
+    );
     let log = std::fs::read_to_string(&h.audit).unwrap();
-    assert!(!log.contains(REAL_ECHO), "the real token is in the audit log");
+    assert!(
+        !log.contains(REAL_ECHO),
+        "the real token is in the audit log"
+    );
 }
 
 #[test]
@@ -52,7 +72,10 @@ fn plain_http_request_arrives_with_the_real_token() {
     ]);
     assert_eq!(200, final_status(&text), "{text}");
     let seen = h.seen();
-    assert_eq!(Some(format!("Bearer {REAL_ECHO}").as_str()), seen[0].header("authorization"));
+    assert_eq!(
+        Some(format!("Bearer {REAL_ECHO}").as_str()),
+        seen[0].header("authorization")
+    );
     no_secret(&text);
 }
 
@@ -68,7 +91,8 @@ fn a_redirect_location_never_shows_the_real_token() {
     assert_eq!(302, final_status(&text), "{text}");
     no_secret(&text);
     assert!(
-        text.to_ascii_lowercase().contains(&format!("location: https://echo.test/next?token={ph}").to_ascii_lowercase()),
+        text.to_ascii_lowercase()
+            .contains(&format!("location: https://echo.test/next?token={ph}").to_ascii_lowercase()),
         "{text}"
     );
 }
@@ -78,7 +102,12 @@ fn python_urllib_gets_the_same_treatment() {
     let h = Harness::start();
     let ph = h.placeholder("ECHO_TOKEN");
     let auth = format!("Bearer {ph}");
-    let (status, text) = h.python("GET", "https://echo.test/echo", &[("Authorization", &auth)], b"");
+    let (status, text) = h.python(
+        "GET",
+        "https://echo.test/echo",
+        &[("Authorization", &auth)],
+        b"",
+    );
     assert_eq!(200, status, "{text}");
     no_secret(&text);
     assert_eq!(

@@ -59,7 +59,8 @@ fn content_length_with_transfer_encoding_is_refused() {
 #[test]
 fn a_host_header_naming_another_host_is_refused() {
     let h = Harness::start();
-    let out = h.raw(b"GET http://other.test/x HTTP/1.1\r\nHost: denied.test\r\nConnection: close\r\n\r\n");
+    let out = h
+        .raw(b"GET http://other.test/x HTTP/1.1\r\nHost: denied.test\r\nConnection: close\r\n\r\n");
     assert!(out.starts_with("HTTP/1.1 400"), "{out}");
     assert!(out.contains("proxy.host-mismatch"), "{out}");
     assert!(h.seen().is_empty());
@@ -71,9 +72,15 @@ fn pipelined_requests_are_each_decided() {
     let out = h.raw(
         b"GET http://other.test/1 HTTP/1.1\r\nHost: other.test\r\n\r\nGET http://denied.test/2 HTTP/1.1\r\nHost: denied.test\r\n\r\nGET http://other.test/3 HTTP/1.1\r\nHost: other.test\r\nConnection: close\r\n\r\n",
     );
-    let statuses: Vec<&str> = out.match_indices("HTTP/1.1 ").map(|(i, _)| &out[i..i + 12]).collect();
+    let statuses: Vec<&str> = out
+        .match_indices("HTTP/1.1 ")
+        .map(|(i, _)| &out[i..i + 12])
+        .collect();
     assert_eq!(3, statuses.len(), "{out}");
-    assert!(statuses[0].contains("200") && statuses[1].contains("403") && statuses[2].contains("200"), "{out}");
+    assert!(
+        statuses[0].contains("200") && statuses[1].contains("403") && statuses[2].contains("200"),
+        "{out}"
+    );
     let paths: Vec<String> = h.seen().into_iter().map(|s| s.path).collect();
     assert_eq!(vec!["/1".to_owned(), "/3".to_owned()], paths);
 }

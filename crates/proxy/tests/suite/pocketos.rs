@@ -56,24 +56,51 @@ fn pocketos_volume_delete_never_arrives() {
     let mut tries = 0;
     for body in ATTACKS {
         // curl, plain body
-        let (_, text) = h.curl(&["-H", &auth_h, "-H", "Content-Type: application/json", "--data-binary", body, URL]);
+        let (_, text) = h.curl(&[
+            "-H",
+            &auth_h,
+            "-H",
+            "Content-Type: application/json",
+            "--data-binary",
+            body,
+            URL,
+        ]);
         assert_eq!(403, final_status(&text), "{body}: {text}");
         // curl, gzip-encoded body
         let gz = h.dir.path().join("body.gz");
         std::fs::write(&gz, gzip(body)).unwrap();
         let at = format!("@{}", gz.display());
         let (_, text) = h.curl(&[
-            "-H", &auth_h, "-H", "Content-Type: application/json", "-H", "Content-Encoding: gzip",
-            "--data-binary", &at, URL,
+            "-H",
+            &auth_h,
+            "-H",
+            "Content-Type: application/json",
+            "-H",
+            "Content-Encoding: gzip",
+            "--data-binary",
+            &at,
+            URL,
         ]);
         assert_eq!(403, final_status(&text), "gzip {body}: {text}");
         // python3
-        let (status, text) = h.python("POST", URL, &[("Authorization", &auth), ("Content-Type", "application/json")], body.as_bytes());
+        let (status, text) = h.python(
+            "POST",
+            URL,
+            &[
+                ("Authorization", &auth),
+                ("Content-Type", "application/json"),
+            ],
+            body.as_bytes(),
+        );
         assert_eq!(403, status, "python {body}: {text}");
         let (status, text) = h.python(
             "POST",
             URL,
-            &[("Authorization", &auth), ("Content-Type", "application/json"), ("Content-Encoding", "gzip")],
+            &[
+                ("Authorization", &auth),
+                ("Content-Type", "application/json"),
+                ("Content-Encoding", "gzip"),
+            ],
             &gzip(body),
         );
         assert_eq!(403, status, "python gzip {body}: {text}");
@@ -81,8 +108,15 @@ fn pocketos_volume_delete_never_arrives() {
     }
     // A body in a coding the proxy does not decode is opaque: never allowed.
     let (_, text) = h.curl(&[
-        "-H", &auth_h, "-H", "Content-Type: application/json", "-H", "Content-Encoding: zstd",
-        "--data-binary", ATTACKS[0], URL,
+        "-H",
+        &auth_h,
+        "-H",
+        "Content-Type: application/json",
+        "-H",
+        "Content-Encoding: zstd",
+        "--data-binary",
+        ATTACKS[0],
+        URL,
     ]);
     assert_eq!(403, final_status(&text), "{text}");
     tries += 1;

@@ -11,7 +11,11 @@ fn a_denied_host_gets_403_naming_the_rule_and_the_upstream_never_sees_it() {
         assert!(text.contains("blastwall: denied: GET"), "{text}");
         assert!(text.contains("blastwall.toml:"), "{text}");
         assert!(text.contains("denied in the test manifest"), "{text}");
-        assert!(text.to_ascii_lowercase().contains("x-blastwall-request-id:"), "{text}");
+        assert!(
+            text.to_ascii_lowercase()
+                .contains("x-blastwall-request-id:"),
+            "{text}"
+        );
     }
     let (_, text) = h.curl(&["https://undeclared.example/"]);
     assert_eq!(403, final_status(&text), "{text}");
@@ -29,8 +33,15 @@ fn a_denied_host_gets_403_naming_the_rule_and_the_upstream_never_sees_it() {
 fn keep_alive_and_each_request_decided() {
     let h = Harness::start();
     // Two URLs on one curl invocation reuse the connection; the second is denied.
-    let (_, text) = h.curl(&["http://other.test/a", "http://denied.test/b", "http://other.test/c"]);
-    let statuses: Vec<&str> = text.match_indices("HTTP/1.1 ").map(|(i, _)| &text[i..i + 12]).collect();
+    let (_, text) = h.curl(&[
+        "http://other.test/a",
+        "http://denied.test/b",
+        "http://other.test/c",
+    ]);
+    let statuses: Vec<&str> = text
+        .match_indices("HTTP/1.1 ")
+        .map(|(i, _)| &text[i..i + 12])
+        .collect();
     assert_eq!(3, statuses.len(), "{text}");
     assert!(statuses[1].contains("403"), "{text}");
     let paths: Vec<String> = h.seen().into_iter().map(|s| s.path).collect();
