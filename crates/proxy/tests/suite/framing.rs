@@ -84,3 +84,54 @@ fn pipelined_requests_are_each_decided() {
     let paths: Vec<String> = h.seen().into_iter().map(|s| s.path).collect();
     assert_eq!(vec!["/1".to_owned(), "/3".to_owned()], paths);
 }
+
+#[test]
+fn inside_a_tunnel_the_host_header_must_name_the_connect_target() {
+    let h = Harness::start();
+    let (_, text) = h.curl(&["-H", "Host: denied.test", "https://other.test/x"]);
+    assert_eq!(400, super::common::final_status(&text), "{text}");
+    assert!(text.contains("proxy.host-mismatch"), "{text}");
+    assert!(h.seen().is_empty());
+}
+
+#[test]
+fn tls_sni_must_name_the_connect_target() {
+    let h = Harness::start();
+    // CONNECT to other.test, then a TLS handshake whose SNI says echo.test.
+    let script = r#"
+import socket, ssl, sys
+host, port = sys.argv[1].rsplit(":", 1)
+s = socket.create_connection((host, int(port)), timeout=10)
+s.sendall(b"CONNECT other.test:443 HTTP/1.1\r\nHost: other.test:443\r\n\r\n")
+resp = b""
+while b"\r\n\r\n" not in resp:
+    resp += s.recv(1)
+ctx = ssl.create_default_context(cafile=sys.argv[2])
+try:
+    t = ctx.wrap_socket(s, server_hostname="echo.test")
+    t.sendall(b"GET /x HTTP/1.1\r\nHost: echo.test\r\nConnection: close\r\n\r\n")
+    print("ANSWERED", t.recv(100))
+except Exception as e:
+    print("REFUSED", type(e).__name__)
+"#;
+    let out = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(h.proxy_url.trim_start_matches("http://"))
+        .arg(&h.ca_file)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.starts_with("REFUSED"),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(h.seen().is_empty());
+    let alerts = h
+        .audit_events()
+        .into_iter()
+        .filter(|e| e["kind"] == "alert" && e["data"]["rule"] == "proxy.host-mismatch")
+        .count();
+    assert_eq!(1, alerts);
+}

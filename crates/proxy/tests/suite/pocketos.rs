@@ -139,3 +139,54 @@ fn pocketos_volume_delete_never_arrives() {
         .count();
     assert_eq!(tries, decisions);
 }
+
+#[test]
+fn a_graphql_body_past_the_inspection_bound_is_never_allowed() {
+    let h = Harness::start();
+    let ph = h.placeholder("RAILWAY_TOKEN");
+    // A harmless query padded past 1 MiB: it cannot be inspected whole, so
+    // it gets the strictest verdict the host's rules allow (ask → refused).
+    let pad = " ".repeat((1 << 20) + 10);
+    let body = format!(r#"{{"query":"query {{ me {{ email }} }}{pad}"}}"#);
+    let f = h.dir.path().join("big.json");
+    std::fs::write(&f, &body).unwrap();
+    let at = format!("@{}", f.display());
+    let auth = format!("Authorization: Bearer {ph}");
+    let (_, text) = h.curl(&[
+        "-H",
+        &auth,
+        "-H",
+        "Content-Type: application/json",
+        "--data-binary",
+        &at,
+        URL,
+    ]);
+    assert_eq!(
+        403,
+        final_status(&text),
+        "{}",
+        &text[..text.len().min(2000)]
+    );
+    assert!(
+        text.contains("uninspectable") || text.contains("strictest"),
+        "{}",
+        &text[..text.len().min(2000)]
+    );
+    // The same padding gzip-compressed is small on the wire but decodes past the bound.
+    let gz = h.dir.path().join("big.gz");
+    std::fs::write(&gz, gzip(&body)).unwrap();
+    let at = format!("@{}", gz.display());
+    let (_, text) = h.curl(&[
+        "-H",
+        &auth,
+        "-H",
+        "Content-Type: application/json",
+        "-H",
+        "Content-Encoding: gzip",
+        "--data-binary",
+        &at,
+        URL,
+    ]);
+    assert_eq!(403, final_status(&text), "{text}");
+    assert!(h.seen().is_empty());
+}
