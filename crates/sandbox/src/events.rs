@@ -218,6 +218,7 @@ fn take(msg: Msg, seen: &mut Seen) {
             }
         }
         Msg::Exited(s) => seen.exited = Some(s),
+        Msg::Stopped => {}
     }
 }
 
@@ -226,7 +227,7 @@ struct Tty {
     master_out: File,
     winch_read: OwnedFd,
     winch: signal_hook::SigId,
-    _raw: Option<crate::tty::RawMode>,
+    raw: Option<crate::tty::RawMode>,
 }
 
 fn open_tty(sock: &OwnedFd) -> Result<Option<Tty>, SandboxError> {
@@ -254,8 +255,27 @@ fn open_tty(sock: &OwnedFd) -> Result<Option<Tty>, SandboxError> {
         master_out,
         winch_read,
         winch,
-        _raw: crate::tty::RawMode::enter(),
+        raw: crate::tty::RawMode::enter(),
     }))
+}
+
+/// The agent stopped on its terminal (^Z): give the user's terminal back
+/// and stop the supervisor as well, as a shell job; on resume take the
+/// terminal again and continue the agent.
+fn suspend(t: &mut Tty, init: Pid) {
+    if t.raw.is_none() {
+        // No terminal of ours to give back (stdin is not a tty): just let
+        // the agent go on.
+        let _ = nix::sys::signal::kill(init, Signal::SIGCONT);
+        return;
+    }
+    drop(t.raw.take());
+    let _ = nix::sys::signal::raise(Signal::SIGTSTP);
+    // Resumed (SIGCONT from the shell's `fg`).
+    t.raw = crate::tty::RawMode::enter();
+    crate::tty::copy_size(t.master.as_fd());
+    // The init forwards SIGCONT to the agent's process group.
+    let _ = nix::sys::signal::kill(init, Signal::SIGCONT);
 }
 
 /// Runs until the init's report pipe closes.
@@ -265,7 +285,7 @@ pub(crate) fn run_loop(
     hooks: &mut dyn SupervisorHooks,
 ) -> Result<Seen, SandboxError> {
     let mut seen = Seen::default();
-    let tty = match &w.tty_sock {
+    let mut tty = match &w.tty_sock {
         Some(sock) => open_tty(sock)?,
         None => None,
     };
@@ -360,6 +380,11 @@ pub(crate) fn run_loop(
         }
         if r_report {
             match crate::proto::recv(reader) {
+                Ok(Some(Msg::Stopped)) => {
+                    if let Some(t) = tty.as_mut() {
+                        suspend(t, w.init);
+                    }
+                }
                 Ok(Some(msg)) => take(msg, &mut seen),
                 Ok(None) => {
                     reports_open = false;

@@ -226,6 +226,16 @@ fn setup_and_run(
         ),
         _ => None,
     };
+    if let Some(slave) = &pty {
+        // The init leads the pty's session and the agent is a job in it:
+        // the agent's process group then has a parent in its session in
+        // another group, so it is not orphaned and ^Z (SIGTSTP) stops it
+        // (an orphaned group ignores it), which lets the supervisor
+        // suspend too.
+        nix::unistd::setsid().map_err(|e| setup_err("setsid", e))?;
+        crate::sys::set_controlling_tty(slave.as_raw_fd())
+            .map_err(|e| setup_err("take the pty", e))?;
+    }
 
     // Signals are handled through a signalfd; block them before the fork so
     // none is lost, and unblock them in the agent.
@@ -249,9 +259,30 @@ fn setup_and_run(
     match crate::sys::fork_single_threaded().map_err(|e| setup_err("fork the agent", e))? {
         ForkResult::Child => {
             drop(sfd);
+            // Our own job, in the foreground of the pty (done while
+            // SIGTTOU is still blocked, so tcsetpgrp from the background
+            // works); without a pty, a session of our own, so a host
+            // terminal (if any) is not our controlling terminal.
+            let mut ttou = SigSet::empty();
+            ttou.add(Signal::SIGTTOU);
+            let _ = nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&ttou), None);
+            let job = match &pty {
+                Some(slave) => nix::unistd::setpgid(Pid::from_raw(0), Pid::from_raw(0))
+                    .and_then(|()| nix::unistd::tcsetpgrp(slave, nix::unistd::getpid()))
+                    .map_err(|e| setup_err("make the agent the pty's foreground job", e))
+                    .and_then(|()| {
+                        crate::tty::attach(slave).map_err(|e| setup_err("attach the pty", e))
+                    }),
+                None => nix::unistd::setsid()
+                    .map(drop)
+                    .map_err(|e| setup_err("setsid", e)),
+            };
             let _ =
                 nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&old_mask), None);
-            let err = agent(cfg, report, &limits, pty.as_ref());
+            let err = match job {
+                Ok(()) => agent(cfg, report, &limits),
+                Err(e) => e,
+            };
             let code = match &err {
                 WireError::Exec { .. } => EXIT_EXEC,
                 _ => EXIT_SETUP,
@@ -269,7 +300,7 @@ fn setup_and_run(
                 let _ = nix::sys::signal::kill(child, Signal::SIGKILL);
                 return Err(setup_err("drop the init's capabilities", e));
             }
-            Ok(Role::Init(reap_until(child, &sfd, lifeline)))
+            Ok(Role::Init(reap_until(child, &sfd, lifeline, report)))
         }
     }
 }
@@ -309,11 +340,19 @@ fn close_stray_fds(keep: &[RawFd]) -> std::io::Result<()> {
 
 /// The init's loop: reap every child, forward signals to the agent's
 /// process group, end when the agent ends or the supervisor dies.
-fn reap_until(agent: Pid, sfd: &SignalFd, lifeline: &OwnedFd) -> ExitStatus {
+fn reap_until(agent: Pid, sfd: &SignalFd, lifeline: &OwnedFd, report: &mut File) -> ExitStatus {
     loop {
         // Reap whatever ended (orphans re-parented to pid 1 included).
         loop {
-            match nix::sys::wait::waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+            match nix::sys::wait::waitpid(
+                Pid::from_raw(-1),
+                Some(WaitPidFlag::WNOHANG | WaitPidFlag::WUNTRACED),
+            ) {
+                // Job control: the supervisor suspends itself too, and
+                // sends SIGCONT (forwarded) when it is resumed.
+                Ok(WaitStatus::Stopped(pid, _)) if pid == agent => {
+                    let _ = crate::proto::send(report, &Msg::Stopped);
+                }
                 Ok(WaitStatus::Exited(pid, code)) if pid == agent => {
                     return finish(ExitStatus::Code(code));
                 }
@@ -364,13 +403,8 @@ fn finish(status: ExitStatus) -> ExitStatus {
 }
 
 /// The agent child: returns only on failure.
-fn agent(
-    cfg: &InitConfig,
-    report: &mut File,
-    limits: &crate::LimitsReport,
-    pty: Option<&OwnedFd>,
-) -> WireError {
-    match agent_setup(cfg, report, limits, pty) {
+fn agent(cfg: &InitConfig, report: &mut File, limits: &crate::LimitsReport) -> WireError {
+    match agent_setup(cfg, report, limits) {
         Ok(e) | Err(e) => e,
     }
 }
@@ -379,15 +413,8 @@ fn agent_setup(
     cfg: &InitConfig,
     report: &mut File,
     limits: &crate::LimitsReport,
-    pty: Option<&OwnedFd>,
 ) -> Result<WireError, WireError> {
     let spec = &cfg.spec;
-    // A session of its own: the host terminal (if any) is not its
-    // controlling terminal, and signals reach its whole group.
-    nix::unistd::setsid().map_err(|e| setup_err("setsid", e))?;
-    if let Some(slave) = pty {
-        crate::tty::attach(slave).map_err(|e| setup_err("attach the pty", e))?;
-    }
     // A second user namespace: the agent is `uid` inside, mapped to the
     // init's root; its namespace owns no mount, so even a capability
     // regained inside it could not change the view.

@@ -94,6 +94,8 @@ pub(crate) enum Msg {
     Failed(WireError),
     /// The agent ended.
     Exited(ExitStatus),
+    /// The agent was stopped (e.g. ^Z on its terminal).
+    Stopped,
 }
 
 /// Writes one message as a line.

@@ -79,10 +79,9 @@ pub(crate) fn recv_fd(sock: &OwnedFd) -> std::io::Result<([u8; 3], OwnedFd)> {
     }
 }
 
-/// Inside (agent, a session leader): makes `slave` the controlling
-/// terminal and stdin/stdout/stderr.
+/// Inside (agent, the foreground job of the init's pty session): makes
+/// `slave` its stdin/stdout/stderr.
 pub(crate) fn attach(slave: &OwnedFd) -> std::io::Result<()> {
-    crate::sys::set_controlling_tty(slave.as_raw_fd())?;
     crate::sys::dup_onto_stdio(slave.as_raw_fd())
 }
 

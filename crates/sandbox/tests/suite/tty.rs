@@ -93,11 +93,9 @@ fn interactive_shell_through_the_sandbox_pty() {
         "echo typed-$((6*7)); tty",
         "Enter",
     ]);
-    let screen = wait_screen(&name, "typed-42");
-    assert!(
-        screen.contains("/dev/pts/0"),
-        "not the sandbox's own devpts:\n{screen}"
-    );
+    wait_screen(&name, "typed-42");
+    // The sandbox's own devpts: its first pty.
+    wait_screen(&name, "\n/dev/pts/0");
     tmux(&["resize-window", "-t", &name, "-x", "101", "-y", "31"]);
     // SIGWINCH is asynchronous: ask until the new size shows.
     let cap = Instant::now() + Duration::from_secs(15);
@@ -124,4 +122,62 @@ fn interactive_shell_through_the_sandbox_pty() {
         words.contains(&"icanon") && words.contains(&"echo"),
         "terminal not restored: {stty}"
     );
+}
+
+// Issue 3: Ctrl-Z suspends the agent and blastwall (the user's terminal is
+// given back), `fg` resumes both and input reaches the agent again.
+#[test]
+fn ctrl_z_suspends_and_fg_resumes() {
+    if Command::new("tmux").arg("-V").output().is_err()
+        || Command::new("bash").arg("--version").output().is_err()
+    {
+        return skip("tmux or bash is not installed");
+    }
+    let Some(mut f) = sandbox() else { return };
+    f.spec.tty = true;
+    f.spec.argv = vec![os("cat")];
+    f.spec.env.push((os("TERM"), os("xterm")));
+    let spec = f.path("spec.json");
+    std::fs::write(&spec, serde_json::to_vec(&f.spec).unwrap()).unwrap();
+    let name = format!("bwtestz{}", std::process::id());
+    let _session = Session(name.clone());
+    tmux(&[
+        "new-session",
+        "-d",
+        "-s",
+        &name,
+        "-x",
+        "100",
+        "-y",
+        "30",
+        "env PS1='sh$ ' bash --norc --noprofile -i",
+    ]);
+    wait_screen(&name, "sh$");
+    let cmd = format!(
+        "{} run {} {}",
+        harness(),
+        spec.display(),
+        f.path("outcome.json").display()
+    );
+    tmux(&["send-keys", "-t", &name, &cmd, "Enter"]);
+    tmux(&["send-keys", "-t", &name, "first-line", "Enter"]);
+    wait_screen(&name, "first-line\nfirst-line");
+    tmux(&["send-keys", "-t", &name, "C-z"]);
+    wait_screen(&name, "Stopped");
+    tmux(&[
+        "send-keys",
+        "-t",
+        &name,
+        "stty -a | grep -c -w icanon",
+        "Enter",
+    ]);
+    let screen = wait_screen(&name, "\n1\n");
+    assert!(screen.contains("Stopped"), "{screen}");
+    tmux(&["send-keys", "-t", &name, "fg", "Enter"]);
+    tmux(&["send-keys", "-t", &name, "second-line", "Enter"]);
+    wait_screen(&name, "second-line\nsecond-line");
+    tmux(&["send-keys", "-t", &name, "C-d"]);
+    let out = wait_file(&f.path("outcome.json"));
+    let outcome: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(outcome["status"]["code"], 0, "{outcome}");
 }
