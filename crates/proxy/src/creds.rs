@@ -296,3 +296,111 @@ fn unaligned_cores(real: &[u8]) -> Vec<Vec<u8>> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::panic, reason = "tests")]
+
+    use super::*;
+    use blastwall_policy::HostPattern;
+
+    fn cred() -> BoundCredential {
+        BoundCredential {
+            cred: Credential {
+                name: "t".into(),
+                env: "T".into(),
+                hosts: vec![HostPattern::parse("api.test").unwrap()],
+                placement: Placement::Header {
+                    name: "Authorization".into(),
+                    prefix: "Bearer ".into(),
+                },
+                ttl: None,
+                source: None,
+            },
+            placeholder: "bw_ph_t_00112233445566778899aabbccddeeff".into(),
+            secret: Secret::from("s3cr3t-value/with+odd=chars"),
+        }
+    }
+
+    #[test]
+    fn scrub_swaps_raw_base64_and_url_encoded_forms_back() {
+        let c = cred();
+        let real = c.secret.expose().to_vec();
+        let ph = c.placeholder.clone();
+        for (form, back) in [
+            (real.clone(), ph.clone().into_bytes()),
+            (
+                STANDARD.encode(&real).into_bytes(),
+                STANDARD.encode(&ph).into_bytes(),
+            ),
+            (
+                URL_SAFE_NO_PAD.encode(&real).into_bytes(),
+                URL_SAFE_NO_PAD.encode(&ph).into_bytes(),
+            ),
+            (
+                percent_encoding::percent_encode(&real, percent_encoding::NON_ALPHANUMERIC)
+                    .to_string()
+                    .into_bytes(),
+                ph.clone().into_bytes(),
+            ),
+        ] {
+            let mut data = b"before ".to_vec();
+            data.extend_from_slice(&form);
+            data.extend_from_slice(b" after");
+            // Padded and unpadded encodings may coincide for the value but
+            // not for the placeholder: compare without padding.
+            let Scrub::Swapped(got) = scrub(&[&c], &data) else {
+                panic!("not swapped: {}", String::from_utf8_lossy(&data));
+            };
+            let unpadded: Vec<u8> = back.iter().copied().filter(|b| *b != b'=').collect();
+            assert!(!contains(&got, &form), "{}", String::from_utf8_lossy(&got));
+            assert!(
+                contains(&got, &unpadded),
+                "{}",
+                String::from_utf8_lossy(&got)
+            );
+            assert!(got.starts_with(b"before ") && got.ends_with(b" after"));
+        }
+        assert_eq!(Scrub::Clean, scrub(&[&c], b"nothing here"));
+    }
+
+    #[test]
+    fn unaligned_base64_of_the_value_is_caught() {
+        let c = cred();
+        // base64("Bearer " + value): the value sits at offset 7 (1 mod 3).
+        let mut v = b"Bearer ".to_vec();
+        v.extend_from_slice(c.secret.expose());
+        let enc = STANDARD.encode(&v);
+        assert_eq!(Scrub::Unswappable, scrub(&[&c], enc.as_bytes()));
+        let mut v = b"xy".to_vec();
+        v.extend_from_slice(c.secret.expose());
+        let enc = URL_SAFE_NO_PAD.encode(&v);
+        assert_eq!(Scrub::Unswappable, scrub(&[&c], enc.as_bytes()));
+    }
+
+    #[test]
+    fn placeholder_only_in_its_place_on_its_hosts() {
+        let c = cred();
+        let host = HostName::parse("api.test").unwrap();
+        let other = HostName::parse("other.test").unwrap();
+        let auth = vec![(
+            "authorization".to_owned(),
+            format!("Bearer {}", c.placeholder),
+        )];
+        let p = plan(std::slice::from_ref(&c), &host, "/", None, &auth, &[]).unwrap();
+        assert!(p.injects());
+        assert!(plan(std::slice::from_ref(&c), &other, "/", None, &auth, &[]).is_err());
+        let basic = vec![(
+            "authorization".to_owned(),
+            format!("Basic {}", c.placeholder),
+        )];
+        assert!(plan(std::slice::from_ref(&c), &host, "/", None, &basic, &[]).is_err());
+        let q = format!("a=1&k={}", c.placeholder);
+        assert!(plan(std::slice::from_ref(&c), &host, "/", Some(&q), &[], &[]).is_err());
+        // No credential at all to the bound host is fine; the agent's own is not.
+        assert!(plan(std::slice::from_ref(&c), &host, "/", None, &[], &[]).is_ok());
+        let own = vec![("Authorization".to_owned(), "Bearer mine".to_owned())];
+        assert!(plan(std::slice::from_ref(&c), &host, "/", None, &own, &[]).is_err());
+        assert!(plan(std::slice::from_ref(&c), &other, "/", None, &own, &[]).is_ok());
+    }
+}

@@ -249,6 +249,11 @@ impl Harness {
 
     /// `extra` rules go before the shared ones; `{plain}` in them is the plain upstream's port.
     pub fn with_rules(extra: &str) -> Harness {
+        Harness::with(extra, None)
+    }
+
+    /// With `intercept`, only those hosts are intercepted; others pass through.
+    pub fn with(extra: &str, intercept: Option<&[&str]>) -> Harness {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -300,10 +305,23 @@ impl Harness {
                 BoundCredential::new(c.clone(), Secret::from(real)).unwrap()
             })
             .collect();
-        let cfg = ProxyConfig::from_policy(policy, gate, creds).unwrap();
+        let mut cfg = ProxyConfig::from_policy(policy, gate, creds).unwrap();
+        if let Some(list) = intercept {
+            cfg.intercept = blastwall_proxy::Intercept::Only(
+                list.iter()
+                    .map(|h| blastwall_policy::HostPattern::parse(h).unwrap())
+                    .collect(),
+            );
+        }
         let proxy = Proxy::new(cfg).unwrap();
         let ca_file = dir.path().join("session-ca.pem");
-        std::fs::write(&ca_file, proxy.ca_pem()).unwrap();
+        // The session CA, and the upstream CA for tunnels passed through untouched.
+        let bundle = format!(
+            "{}{}",
+            proxy.ca_pem(),
+            std::fs::read_to_string(&ca_path).unwrap()
+        );
+        std::fs::write(&ca_file, bundle).unwrap();
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let env = proxy.placeholder_env();

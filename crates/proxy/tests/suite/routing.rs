@@ -93,3 +93,34 @@ fn address_filter_ranges() {
         assert!(blocked_reason(good.parse().unwrap()).is_none(), "{good}");
     }
 }
+
+#[test]
+fn hosts_left_out_of_interception_pass_through_decided_on_their_name() {
+    let h = Harness::with("", Some(&["echo.test", "backboard.railway.app"]));
+    // other.test is passed through: the client sees the upstream's own certificate.
+    let (_, text) = h.curl(&["https://other.test/through"]);
+    assert_eq!(200, final_status(&text), "{text}");
+    assert_eq!(
+        vec!["/through".to_owned()],
+        h.seen().into_iter().map(|s| s.path).collect::<Vec<_>>()
+    );
+    // A denied host is refused at the CONNECT.
+    let (_, text) = h.curl(&["https://denied.test/x"]);
+    assert!(text.contains("403"), "{text}");
+    assert_eq!(1, h.seen().len());
+    // Intercepted hosts are still decided request by request.
+    let ph = h.placeholder("ECHO_TOKEN");
+    let (_, text) = h.curl(&[
+        "-H",
+        &format!("Authorization: Bearer {ph}"),
+        "https://echo.test/echo",
+    ]);
+    assert_eq!(200, final_status(&text), "{text}");
+    assert!(!text.contains(super::common::REAL_ECHO), "{text}");
+    let events = h.audit_events();
+    assert!(
+        events
+            .iter()
+            .any(|e| e["kind"] == "outcome" && e["data"]["outcome"] == "tunnelled")
+    );
+}
