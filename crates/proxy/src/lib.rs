@@ -68,9 +68,13 @@
 //!
 //! # Not yet
 //!
-//! HTTP/2 (ALPN offers only `http/1.1`), WebSocket upgrades (refused),
-//! approvals (an `ask` is refused by the gate), streaming of request bodies
-//! (bodies are held up to the bound).
+//! HTTP/2 (ALPN offers only `http/1.1`); WebSocket upgrades (`Upgrade` is
+//! a hop-by-hop header and is dropped, so a handshake gets the server's
+//! non-upgraded answer; `h2c` is refused outright); approvals (an `ask` is
+//! refused by the gate); streaming of request bodies (each body is held
+//! whole up to [`Limits::max_request_body`], so the proxy holds at most
+//! `max_connections` × that); a request body in a coding other than gzip,
+//! deflate or br is not searched for placeholders.
 //!
 //! # Test strategy
 //!
