@@ -450,8 +450,14 @@ impl DecoyDir {
         } else {
             std::env::temp_dir()
         };
+        remove_stale_decoy_dirs(&base);
+        // pid + counter + clock: a pid reused after a supervisor was
+        // killed (its directory left behind) cannot collide.
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
         let dir = base.join(format!(
-            "blastwall-decoys-{}-{}",
+            "blastwall-decoys-{}-{}-{nanos}",
             std::process::id(),
             unique()
         ));
@@ -500,6 +506,32 @@ impl DecoyDir {
                 .map_err(io_err(format!("cannot chmod {}", source.display())))?;
         }
         Ok(())
+    }
+}
+
+/// Removes decoy directories of supervisors that died without cleaning up
+/// (SIGKILL): their pid is gone and they belong to us.
+fn remove_stale_decoy_dirs(base: &Path) {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(rd) = std::fs::read_dir(base) else {
+        return;
+    };
+    let me = nix::unistd::geteuid().as_raw();
+    for e in rd.flatten() {
+        let name = e.file_name();
+        let Some(rest) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("blastwall-decoys-"))
+        else {
+            continue;
+        };
+        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        let mine = e.metadata().is_ok_and(|m| m.uid() == me && m.is_dir());
+        if mine && !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
     }
 }
 
