@@ -637,9 +637,11 @@ impl Plan {
             let under_grant = grants.iter().any(|g| p.starts_with(g.path));
             let under_system = SYSTEM_DIRS.iter().any(|d| p.starts_with(d));
             let t = nr(p);
+            let on_home_tmpfs = p.starts_with(&spec.home) && !under_grant;
             match host.kind(p) {
-                Some(Kind::File) => {}
-                None if p.starts_with(&spec.home) && !under_grant => {
+                // On the host or not, a path on the private home tmpfs has
+                // no mount point inside until one is made.
+                Some(Kind::File) | None if on_home_tmpfs => {
                     // A new mount point on the private home tmpfs.
                     if let Some(parent) = t.parent() {
                         ops.push(Op::Mkdir {
@@ -648,6 +650,7 @@ impl Plan {
                     }
                     ops.push(Op::CreateFile { path: t.clone() });
                 }
+                Some(Kind::File) => {}
                 None if under_grant || under_system => {
                     return Err(SandboxError::Spec(format!(
                         "injected file {} does not exist; creating its mount point would write the real tree or the overlay",

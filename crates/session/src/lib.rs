@@ -14,6 +14,7 @@
 mod commit;
 mod diff;
 mod discover;
+mod gitconfig;
 mod home;
 mod load;
 mod overlay;
@@ -22,6 +23,7 @@ mod trust;
 
 pub use commit::{CommitError, CommitOptions, CommitReport, commit, discard, is_sensitive};
 pub use diff::{render as render_change, stat_line};
+pub use gitconfig::sanitize_git_config;
 pub use overlay::{Change, ChangeKind, Entry, ReadError, changes, is_text};
 pub use sessions::{
     SessionDir, SessionError, SessionMeta, Status, list as list_sessions, now_ns,

@@ -251,6 +251,19 @@ fn build_spec(
     };
     spec.accept_missing = s.accept_missing.iter().filter_map(|n| layer(n)).collect();
     spec.tty = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
+    // Git's configuration inside is a sanitised view: who the user is and
+    // where the remotes are, never a token or a credential helper.
+    for (path, global) in [
+        (s.project_root.join(".git/config"), false),
+        (home.join(".gitconfig"), true),
+    ] {
+        if let Ok(text) = std::fs::read_to_string(&path) {
+            spec.injected.push(blastwall_sandbox::InjectedFile {
+                contents: blastwall_session::sanitize_git_config(&text, global).into_bytes(),
+                path,
+            });
+        }
+    }
     Ok(spec)
 }
 

@@ -152,6 +152,17 @@ fn planted_secrets_never_reach_the_agent() {
     );
     w.write("home/.ssh/id_ed25519", "MARKER_SSH_5678\n");
     w.write("home/notes.txt", "MARKER_HOME_9999\n");
+    w.write(
+        "home/.gitconfig",
+        "[user]\n\tname = Ana\n[credential]\n\thelper = store --file ~/MARKER_GITCRED\n",
+    );
+    w.write(
+        "project/.git/config",
+        "[core]\n\tbare = false\n[remote \"origin\"]\n\turl = https://x:MARKER_REMOTE_TOKEN@github.com/a/b.git\n[http]\n\textraheader = AUTHORIZATION: basic MARKER_EXTRAHEADER\n",
+    );
+    if rustix::process::geteuid().is_root() {
+        chown_tree(&w.project(), 65534);
+    }
     let out = w
         .command(
             &w.project(),
@@ -160,7 +171,7 @@ fn planted_secrets_never_reach_the_agent() {
                 "--",
                 "sh",
                 "-c",
-                "cat ~/.aws/credentials ~/.ssh/id_ed25519 ~/notes.txt .env; env; grep -rs MARKER ~ . /tmp; echo END",
+                "cat ~/.aws/credentials ~/.ssh/id_ed25519 ~/notes.txt .env .git/config ~/.gitconfig; git config --list; env; grep -rs MARKER ~ . /tmp; echo END",
             ],
         )
         .env("GITHUB_TOKEN", "MARKER_ENV_GH")
@@ -175,6 +186,9 @@ fn planted_secrets_never_reach_the_agent() {
     );
     assert!(all.contains("END"), "the command must have run: {all}");
     assert!(!all.contains("MARKER_"), "a secret leaked:\n{all}");
+    // The sanitised views still say who the user is and where the remote is.
+    assert!(all.contains("https://github.com/a/b.git"), "{all}");
+    assert!(all.contains("name = Ana"), "{all}");
     // The attempt on the hidden .env was recorded.
     let log = w.run(&["log", "--kind", "alert", "--json"]).expect(0);
     assert!(log.stdout().contains("hidden-path"), "{}", log.stdout());
