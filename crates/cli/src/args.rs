@@ -43,6 +43,29 @@ pub(crate) enum Command {
     Doctor(DoctorArgs),
     /// Read and verify audit logs.
     Log(LogArgs),
+    /// The secret store under BLASTWALL_HOME (0600 files; no encryption).
+    #[command(subcommand)]
+    Secret(SecretCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum SecretCommand {
+    /// Store a secret; the value is read from stdin (one trailing newline dropped).
+    Set {
+        /// The name (`[A-Za-z0-9_-]`, at most 64).
+        name: String,
+    },
+    /// List the secrets' names (never their values).
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a secret.
+    Rm {
+        /// The name.
+        name: String,
+    },
 }
 
 #[derive(Debug, Args)]

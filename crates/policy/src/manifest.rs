@@ -1023,7 +1023,7 @@ impl Reader<'_, '_, '_> {
             let ttl = t
                 .str("ttl")
                 .and_then(|(s, span)| self.duration(s, span, &format!("{id}.ttl")));
-            let source = match (self.cx.origin, t.str("source")) {
+            let mut source = match (self.cx.origin, t.str("source")) {
                 (Origin::Project, Some((_, span))) => {
                     self.sink.error(
                         span,
@@ -1070,6 +1070,8 @@ impl Reader<'_, '_, '_> {
                             format!("credential `{name}` is not defined in your own config ($BLASTWALL_HOME/config.toml): `run` will refuse this manifest until it is"),
                         ),
                         Some(u) => {
+                            // The source comes from the user's own config only.
+                            source.clone_from(&u.source);
                             for h in &hosts {
                                 if !u.hosts.iter().any(|uh| h.within(uh)) {
                                     self.sink.error(

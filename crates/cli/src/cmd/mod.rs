@@ -4,6 +4,7 @@ mod init;
 mod log;
 mod policy;
 mod run;
+mod secret;
 mod sessions;
 mod trust;
 
@@ -32,6 +33,7 @@ pub(crate) fn dispatch(cli: Cli, env: &Env) -> anyhow::Result<Status> {
         Command::Commit(a) => sessions::commit_cmd(&a, env),
         Command::Discard(a) => sessions::discard_cmd(&a, env),
         Command::Doctor(a) => sessions::doctor(&a),
+        Command::Secret(c) => secret::run(&c, env),
     }
 }
 

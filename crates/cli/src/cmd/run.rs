@@ -37,6 +37,89 @@ fn project_owner(root: &Path) -> (u32, u32) {
     std::fs::metadata(root).map_or((0, 0), |m| (m.uid(), m.gid()))
 }
 
+/// The proxy's port on the sandbox's loopback.
+const PROXY_PORT: u16 = 3128;
+
+/// Where the session CA is added to the system bundle inside (a view: the
+/// host's file is not changed), and where it goes when the host has none.
+const SYSTEM_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
+
+fn start_proxy(
+    policy: &Arc<Policy>,
+    gate: &Arc<Gate>,
+    home: &Home,
+) -> anyhow::Result<blastwall_proxy::Proxy> {
+    let store_dir = home.root().join("secrets");
+    let store = if store_dir.exists() {
+        Some(blastwall_secrets::SecretStore::open(&store_dir)?)
+    } else {
+        None
+    };
+    let read_env = |name: &str| std::env::var_os(name).map(|v| v.into_encoded_bytes());
+    let mut bound = Vec::new();
+    for c in &policy.settings().credentials {
+        let Some(src) = &c.source else {
+            anyhow::bail!(
+                "credential `{}` has no source: define it in your own config ($BLASTWALL_HOME/config.toml) with `source = \"store:{}\"` and `blastwall secret set {}`",
+                c.name,
+                c.name,
+                c.name
+            );
+        };
+        let secret = blastwall_secrets::SecretSource::parse(src)
+            .and_then(|s| {
+                s.resolve(
+                    store.as_ref(),
+                    &read_env,
+                    blastwall_secrets::DEFAULT_COMMAND_TIMEOUT,
+                )
+            })
+            .with_context(|| format!("cannot read credential `{}` from {src}", c.name))?;
+        bound.push(blastwall_proxy::BoundCredential::new(c.clone(), secret)?);
+    }
+    let cfg =
+        blastwall_proxy::ProxyConfig::from_policy(Arc::clone(policy), Arc::clone(gate), bound)?;
+    Ok(blastwall_proxy::Proxy::new(cfg)?)
+}
+
+/// The proxy as the agent sees it: the variables pointing at it, the
+/// session CA in the trust store, the placeholders.
+fn wire_proxy(spec: &mut SandboxSpec, proxy: &blastwall_proxy::Proxy, home: &Path) {
+    spec.loopback_listeners.push(PROXY_PORT);
+    let url = format!("http://127.0.0.1:{PROXY_PORT}");
+    for k in [
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "ALL_PROXY",
+        "http_proxy",
+        "https_proxy",
+        "all_proxy",
+    ] {
+        spec.env.push((k.into(), url.clone().into()));
+    }
+    let bundle = if Path::new(SYSTEM_BUNDLE).is_file() {
+        PathBuf::from(SYSTEM_BUNDLE)
+    } else {
+        home.join(".blastwall-ca.pem")
+    };
+    let mut contents = std::fs::read(SYSTEM_BUNDLE).unwrap_or_default();
+    if !contents.is_empty() && !contents.ends_with(b"\n") {
+        contents.push(b'\n');
+    }
+    contents.extend_from_slice(proxy.ca_pem().as_bytes());
+    spec.injected.push(blastwall_sandbox::InjectedFile {
+        path: bundle.clone(),
+        contents,
+    });
+    for (k, v) in blastwall_proxy::ca_env_vars(&bundle) {
+        spec.env.push((k.into(), v.into()));
+    }
+    for (k, v) in proxy.placeholder_env() {
+        spec.env.retain(|(x, _)| x.to_string_lossy() != k);
+        spec.env.push((k.into(), v.into()));
+    }
+}
+
 /// `run`'s own exit code when the command could not be started (as `env`
 /// and container runtimes do); otherwise the command's status is returned.
 const CANNOT_RUN: u8 = 125;
@@ -73,7 +156,24 @@ pub(crate) fn run(a: &RunArgs, env: &Env) -> anyhow::Result<Status> {
     spec.identity = identity;
     let owner = project_owner(&s.project_root);
     let log = AuditLog::create(session.audit_log(), &id, fsync_policy(s.audit.fsync))?;
-    let gate = Gate::new(Arc::clone(&policy), log);
+    let gate = Arc::new(Gate::new(Arc::clone(&policy), log));
+    // The one way out: the proxy, accepting in the supervisor on a socket
+    // bound inside the sandbox's network namespace.
+    let proxy = match start_proxy(&policy, &gate, &home) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("blastwall: {e:#}");
+            return Ok(Status::Code(CANNOT_RUN));
+        }
+    };
+    wire_proxy(&mut spec, &proxy, &env.home_dir());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("blastwall-proxy")
+        .enable_io()
+        .enable_time()
+        .build()
+        .context("cannot start the proxy's runtime")?;
     let me = std::process::id();
     let mut meta = SessionMeta {
         id: id.clone(),
@@ -109,7 +209,11 @@ pub(crate) fn run(a: &RunArgs, env: &Env) -> anyhow::Result<Status> {
         meta.project_mode
     );
 
-    let mut hooks = Hooks { gate: &gate };
+    let mut hooks = Hooks {
+        gate: &gate,
+        proxy: &proxy,
+        runtime: &runtime,
+    };
     // The sandbox's parent-death signal follows the creating thread: run it
     // from a thread that lives exactly as long as the sandbox.
     let outcome = std::thread::scope(|scope| {
@@ -170,12 +274,7 @@ fn not_enforced_notes(s: &Settings) -> Vec<String> {
     if s.has_exec_rules {
         v.push("exec rules are parsed and explained but not enforced by `run` yet (no exec interceptor)".to_owned());
     }
-    if !s.credentials.is_empty() {
-        v.push(format!(
-            "credentials ({}) are not injected yet: the network proxy is not wired into `run` in this version, so the wall has no way out at all",
-            s.credentials.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", ")
-        ));
-    }
+    v.push("the network is reached only through the proxy (HTTP_PROXY/HTTPS_PROXY); programs that ignore those variables are not captured yet and find no way out".to_owned());
     if !s.audit.sinks.is_empty() {
         v.push("audit sinks beyond the session's own log are not written yet".to_owned());
     }
@@ -184,9 +283,28 @@ fn not_enforced_notes(s: &Settings) -> Vec<String> {
 
 struct Hooks<'g> {
     gate: &'g Gate,
+    proxy: &'g blastwall_proxy::Proxy,
+    runtime: &'g tokio::runtime::Runtime,
 }
 
 impl SupervisorHooks for Hooks<'_> {
+    fn loopback_listeners(
+        &mut self,
+        listeners: Vec<(u16, std::net::TcpListener)>,
+    ) -> Result<(), String> {
+        for (port, l) in listeners {
+            l.set_nonblocking(true)
+                .map_err(|e| format!("proxy listener on port {port}: {e}"))?;
+            let serve = self.proxy.serve(l);
+            self.runtime.spawn(async move {
+                if let Err(e) = serve.await {
+                    eprintln!("blastwall: the proxy stopped: {e}");
+                }
+            });
+        }
+        Ok(())
+    }
+
     fn hidden_path_touched(&mut self, path: &Path) {
         let _ = self.gate.alert(json!({
             "rule": "hidden-path",
