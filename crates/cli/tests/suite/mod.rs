@@ -1,5 +1,6 @@
 mod init;
 mod log;
+mod network;
 mod policy;
 mod run;
 mod trust;
