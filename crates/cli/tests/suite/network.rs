@@ -46,9 +46,8 @@ fn upstream() -> Upstream {
                         if lower.starts_with("authorization:") {
                             auth = line
                                 .trim_end()
-                                .splitn(2, ':')
-                                .nth(1)
-                                .unwrap_or("")
+                                .split_once(':')
+                                .map_or("", |(_, v)| v)
                                 .trim()
                                 .to_owned();
                         }
