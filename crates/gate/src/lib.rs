@@ -188,6 +188,41 @@ impl<F: LogFile> Gate<F> {
         }
     }
 
+    /// Records a refusal that an interceptor made itself, outside the
+    /// policy (a malformed request, a blocked address, a placeholder sent
+    /// to the wrong host): a `decision` record with verdict `deny` and a
+    /// built-in rule (`proxy.placeholder`, …), durable before it returns.
+    /// Returns the record's sequence number: the request id.
+    pub fn refuse(
+        &self,
+        action: Option<&Action>,
+        rule: &str,
+        reason: &str,
+        summary: &str,
+        detail: Value,
+    ) -> Result<u64, GateError> {
+        let data = json!({
+            "action": action.map(action_json),
+            "verdict": Verdict::Deny,
+            "rule": RuleRef {
+                id: rule.into(),
+                file: "blastwall".into(),
+                line: 0,
+                col: 0,
+            },
+            "reason": reason,
+            "labels": [],
+            "subject": summary,
+            "side_effects": false,
+            "approval": Value::Null,
+            "detail": detail,
+        });
+        let mut log = self.lock();
+        let a = log.append(Kind::Decision, data)?;
+        log.sync()?;
+        Ok(a.seq)
+    }
+
     /// Records what became of a released action.
     pub fn outcome(
         &self,

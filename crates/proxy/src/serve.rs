@@ -1011,7 +1011,8 @@ impl Shared {
         let _ = tokio::io::copy_bidirectional(&mut down, &mut up).await;
     }
 
-    /// A refusal the proxy makes itself: recorded as an alert.
+    /// A refusal the proxy makes itself: recorded as a deny decision with
+    /// its built-in rule, like any other.
     fn proxy_refusal(
         &self,
         rule: &'static str,
@@ -1023,14 +1024,13 @@ impl Shared {
     ) -> ProxyRefusal {
         let request_id = self
             .gate
-            .alert(json!({
-                "source": "proxy",
-                "rule": rule,
-                "fault": fault.to_string(),
-                "reason": reason,
-                "request": summary,
-                "extra": extra,
-            }))
+            .refuse(
+                None,
+                rule,
+                &reason,
+                &summary,
+                json!({"source": "proxy", "fault": fault.to_string(), "extra": extra}),
+            )
             .ok();
         ProxyRefusal {
             rule,
@@ -1078,6 +1078,14 @@ impl Shared {
         } else {
             "own-credential"
         };
+        // A credential going where it must not is an anomaly, not just a deny.
+        let _ = self.gate.alert(json!({
+            "source": "proxy",
+            "alert": kind,
+            "rule": m.rule,
+            "credential": m.credential,
+            "request": summary,
+        }));
         self.proxy_refusal(
             m.rule,
             403,

@@ -163,7 +163,7 @@ fn a_placeholder_sent_to_another_allowed_host_is_refused_and_alerted() {
     let alerts: Vec<_> = h
         .audit_events()
         .into_iter()
-        .filter(|e| e["kind"] == "alert" && e["data"]["extra"]["alert"] == "placeholder-leak")
+        .filter(|e| e["kind"] == "alert" && e["data"]["alert"] == "placeholder-leak")
         .collect();
     assert_eq!(5, alerts.len(), "{alerts:#?}");
 }

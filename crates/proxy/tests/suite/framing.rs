@@ -51,7 +51,11 @@ fn content_length_with_transfer_encoding_is_refused() {
     let alerts = h
         .audit_events()
         .into_iter()
-        .filter(|e| e["kind"] == "alert" && e["data"]["rule"] == "proxy.framing")
+        .filter(|e| {
+            e["kind"] == "decision"
+                && e["data"]["verdict"] == "deny"
+                && e["data"]["rule"]["id"] == "proxy.framing"
+        })
         .count();
     assert_eq!(7, alerts);
 }
@@ -131,7 +135,11 @@ except Exception as e:
     let alerts = h
         .audit_events()
         .into_iter()
-        .filter(|e| e["kind"] == "alert" && e["data"]["rule"] == "proxy.host-mismatch")
+        .filter(|e| {
+            e["kind"] == "decision"
+                && e["data"]["verdict"] == "deny"
+                && e["data"]["rule"]["id"] == "proxy.host-mismatch"
+        })
         .count();
     assert_eq!(1, alerts);
 }
