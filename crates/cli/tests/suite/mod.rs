@@ -110,3 +110,32 @@ pub(crate) fn example(name: &str) -> PathBuf {
         .join("../../examples")
         .join(name)
 }
+
+/// `[sandbox] accept_missing` for the layers `blastwall doctor` finds
+/// missing on this host (an unprivileged user has no writable memory
+/// cgroup here), as `blastwall init` writes it.
+pub(crate) fn accept_missing_here(w: &World) -> String {
+    let j = w.run(&["doctor", "--json"]).json();
+    let layers = [
+        "landlock",
+        "landlock-net",
+        "landlock-scope",
+        "seccomp",
+        "cgroup",
+        "cgroup-namespace",
+    ];
+    let missing: Vec<String> = j["checks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|c| c["status"] == "missing" && c["required"] == false)
+        .filter_map(|c| c["name"].as_str())
+        .filter(|n| layers.contains(n))
+        .map(|n| format!("\"{n}\""))
+        .collect();
+    if missing.is_empty() {
+        String::new()
+    } else {
+        format!("[sandbox]\naccept_missing = [{}]\n", missing.join(", "))
+    }
+}

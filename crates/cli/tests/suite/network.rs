@@ -104,8 +104,9 @@ verdict = "allow"
 name = "railway"
 env = "RAILWAY_TOKEN"
 hosts = ["backboard.railway.app"]
-"#,
-            p = up.port
+{accept}"#,
+            p = up.port,
+            accept = super::accept_missing_here(&w),
         ),
     );
     w.write("project/README.md", "x\n");
