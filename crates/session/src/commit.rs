@@ -56,11 +56,14 @@ const SHELL_STARTUP: &[&str] = &[
 
 /// Whether a change to `rel` is one that would run code or widen permissions later.
 pub fn is_sensitive(rel: &Path) -> bool {
-    let s = rel.to_string_lossy();
-    SENSITIVE_FILES.contains(&s.as_ref())
-        || SENSITIVE_PREFIXES
-            .iter()
-            .any(|p| s.starts_with(p) || s == p.trim_end_matches('/'))
+    // At any depth: a nested project's `.envrc` or `.vscode/` runs code too.
+    let s = format!("/{}", rel.to_string_lossy());
+    SENSITIVE_FILES
+        .iter()
+        .any(|f| s.ends_with(&format!("/{f}")))
+        || SENSITIVE_PREFIXES.iter().any(|p| {
+            s.contains(&format!("/{p}")) || s.ends_with(&format!("/{}", p.trim_end_matches('/')))
+        })
         || rel
             .file_name()
             .is_some_and(|n| SHELL_STARTUP.contains(&n.to_string_lossy().as_ref()))
@@ -106,7 +109,7 @@ pub enum CommitError {
     #[error(transparent)]
     Session(#[from] crate::sessions::SessionError),
     /// The session was already closed.
-    #[error("session {id} was already {how}")]
+    #[error("session {id} is closed ({how}): nothing left to apply or throw away")]
     Closed {
         /// The session.
         id: String,
@@ -279,6 +282,15 @@ pub fn commit(session: &SessionDir, opts: &CommitOptions) -> Result<CommitReport
     }
 
     let named = |c: &Change| opts.paths.iter().any(|p| c.path.starts_with(p));
+    // Paths whose directory the commit itself (re)creates: their parent not
+    // being there yet is not a conflict.
+    let remade: Vec<PathBuf> = all
+        .iter()
+        .filter(|c| {
+            c.entry == Entry::Dir && matches!(c.kind, ChangeKind::Added | ChangeKind::TypeChanged)
+        })
+        .map(|c| c.path.clone())
+        .collect();
     let root = Root::open(&meta.project)?;
     let mut todo = Vec::new();
     for c in all {
@@ -296,7 +308,9 @@ pub fn commit(session: &SessionDir, opts: &CommitOptions) -> Result<CommitReport
             ));
             continue;
         }
+        let under_remade = remade.iter().any(|d| c.path != *d && c.path.starts_with(d));
         if !done.contains(&c.path)
+            && !under_remade
             && let Some(why) = conflict(&root, &c, &meta)
         {
             report.conflicts.push((c.path.clone(), why));
@@ -357,6 +371,7 @@ pub fn commit(session: &SessionDir, opts: &CommitOptions) -> Result<CommitReport
         clear_dir(&upper).map_err(std_err("clear", &upper))?;
         meta.closed = Some("committed".into());
         session.write_meta(&meta)?;
+        session.release_overlay()?;
     } else {
         for c in &report.applied {
             let p = upper.join(&c.path);
@@ -565,6 +580,12 @@ pub fn discard(session: &SessionDir) -> Result<usize, CommitError> {
     if session.status(&meta) == Status::Running {
         return Err(CommitError::Running(meta.id));
     }
+    if let Some(how) = &meta.closed {
+        return Err(CommitError::Closed {
+            id: meta.id,
+            how: how.clone(),
+        });
+    }
     let n = changes(&session.upper(), &meta.project)?.len();
     let upper = session.upper();
     clear_dir(&upper).map_err(std_err("clear", &upper))?;
@@ -572,6 +593,7 @@ pub fn discard(session: &SessionDir) -> Result<usize, CommitError> {
     clear_dir(&work).map_err(std_err("clear", &work))?;
     meta.closed = Some("discarded".into());
     session.write_meta(&meta)?;
+    session.release_overlay()?;
     Ok(n)
 }
 

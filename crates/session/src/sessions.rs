@@ -172,6 +172,27 @@ impl SessionDir {
         Ok(d)
     }
 
+    /// Once a session is closed, removes overlay directories kept outside
+    /// the session directory (a root supervisor's), leaving empty ones in it.
+    pub fn release_overlay(&self) -> Result<(), SessionError> {
+        let link = self.root.join("upper");
+        let Ok(target) = std::fs::read_link(&link) else {
+            return Ok(());
+        };
+        if let Some(ext) = target.parent() {
+            let _ = std::fs::remove_dir_all(ext);
+        }
+        for sub in ["upper", "work"] {
+            let p = self.root.join(sub);
+            std::fs::remove_file(&p).map_err(io(&p))?;
+            std::fs::DirBuilder::new()
+                .mode(0o755)
+                .create(&p)
+                .map_err(io(&p))?;
+        }
+        Ok(())
+    }
+
     /// The overlay directories' real location (they may be symlinked).
     fn resolved(&self, sub: &str) -> PathBuf {
         let p = self.root.join(sub);
@@ -296,7 +317,8 @@ pub fn list(home: &Home) -> Result<Vec<SessionDir>, SessionError> {
         .map(|e| SessionDir { root: e.path() })
         .filter(|d| d.meta_path().is_file())
         .collect();
-    out.sort_by_key(SessionDir::id);
+    // By start time (ids made in the same second sort by a random suffix).
+    out.sort_by_cached_key(|d| (d.meta().map_or(0, |m| m.started_ns), d.id()));
     Ok(out)
 }
 

@@ -391,3 +391,29 @@ fn a_running_session_is_refused_and_a_dead_supervisor_is_crashed() {
     assert_eq!(Status::Crashed, w.session.status(&meta));
     commit(&w.session, &CommitOptions::default()).unwrap();
 }
+
+#[test]
+fn a_file_replaced_by_a_directory_is_not_a_conflict() {
+    let w = world();
+    // Inside: `rm old.txt; mkdir old.txt; echo x > old.txt/a`.
+    let up = w.session.upper();
+    write(&up.join("old.txt/a"), "x\n");
+    let r = commit(&w.session, &CommitOptions::default()).unwrap();
+    assert!(r.conflicts.is_empty(), "{r:?}");
+    assert_eq!(
+        "x\n",
+        std::fs::read_to_string(w.project.join("old.txt/a")).unwrap()
+    );
+}
+
+#[test]
+fn sensitive_paths_are_flagged_at_any_depth() {
+    for p in [
+        "sub/.envrc",
+        "pkg/.vscode/tasks.json",
+        "a/b/.claude/settings.json",
+        "x/blastwall.toml",
+    ] {
+        assert!(blastwall_session::is_sensitive(Path::new(p)), "{p}");
+    }
+}

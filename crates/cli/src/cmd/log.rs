@@ -135,9 +135,14 @@ fn print(path: &std::path::Path, a: &LogArgs) -> anyhow::Result<Status> {
                     let d = &ev.data;
                     let detail = match kind.as_str() {
                         "decision" => format!(
-                            "{} {} ({})",
+                            "{} {} ({}; {})",
                             d["verdict"].as_str().unwrap_or("?"),
-                            summarize_action(&d["action"]),
+                            if d["action"].is_null() {
+                                d["subject"].as_str().unwrap_or("?").to_owned()
+                            } else {
+                                summarize_action(&d["action"])
+                            },
+                            d["rule"]["id"].as_str().unwrap_or("?"),
                             d["reason"].as_str().unwrap_or("")
                         ),
                         _ => d.to_string(),

@@ -125,7 +125,13 @@ fn wire_proxy(spec: &mut SandboxSpec, proxy: &blastwall_proxy::Proxy, home: &Pat
 const CANNOT_RUN: u8 = 125;
 
 pub(crate) fn run(a: &RunArgs, env: &Env) -> anyhow::Result<Status> {
-    let path = manifest_path(a.policy.as_deref(), env)?;
+    let path = match manifest_path(a.policy.as_deref(), env) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("blastwall: error: {e:#}");
+            return Ok(Status::Code(CANNOT_RUN));
+        }
+    };
     // Read once, from the real tree, before the wall goes up (I5, I8).
     let Some(m) = load(&path, env, Purpose::Enforce, false)? else {
         return Ok(Status::Code(CANNOT_RUN));
@@ -152,28 +158,6 @@ pub(crate) fn run(a: &RunArgs, env: &Env) -> anyhow::Result<Status> {
         SessionDir::create(&home)?
     };
     let id = session.id();
-    let mut spec = build_spec(a, s, &policy, &session, env)?;
-    spec.identity = identity;
-    let owner = project_owner(&s.project_root);
-    let log = AuditLog::create(session.audit_log(), &id, fsync_policy(s.audit.fsync))?;
-    let gate = Arc::new(Gate::new(Arc::clone(&policy), log));
-    // The one way out: the proxy, accepting in the supervisor on a socket
-    // bound inside the sandbox's network namespace.
-    let proxy = match start_proxy(&policy, &gate, &home) {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("blastwall: {e:#}");
-            return Ok(Status::Code(CANNOT_RUN));
-        }
-    };
-    wire_proxy(&mut spec, &proxy, &env.home_dir());
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("blastwall-proxy")
-        .enable_io()
-        .enable_time()
-        .build()
-        .context("cannot start the proxy's runtime")?;
     let me = std::process::id();
     let mut meta = SessionMeta {
         id: id.clone(),
@@ -190,10 +174,44 @@ pub(crate) fn run(a: &RunArgs, env: &Env) -> anyhow::Result<Status> {
         supervisor: process_start_time(me).map(|t| (me, t)),
         exit_code: None,
         layers: serde_json::Value::Null,
-        owner,
+        owner: project_owner(&s.project_root),
         closed: None,
     };
+    // On record from the start, so a session that fails to start is listed
+    // with why, and one whose supervisor dies is listed as crashed.
     session.write_meta(&meta)?;
+    let not_started = |meta: &mut SessionMeta, e: anyhow::Error| -> anyhow::Result<Status> {
+        meta.exit_code = Some(i32::from(CANNOT_RUN));
+        meta.closed = Some("not started".into());
+        session.write_meta(meta)?;
+        eprintln!("blastwall: session {}: not started: {e:#}", meta.id);
+        Ok(Status::Code(CANNOT_RUN))
+    };
+    let mut spec = match build_spec(a, s, &policy, &session, env, home.root()) {
+        Ok(spec) => spec,
+        Err(e) => return not_started(&mut meta, e),
+    };
+    spec.identity = identity;
+    let log = AuditLog::create(session.audit_log(), &id, fsync_policy(s.audit.fsync))?;
+    let gate = Arc::new(Gate::new(Arc::clone(&policy), log));
+    // The one way out: the proxy, accepting in the supervisor on a socket
+    // bound inside the sandbox's network namespace.
+    let proxy = match start_proxy(&policy, &gate, &home) {
+        Ok(p) => p,
+        Err(e) => {
+            let _ = gate.start(json!({"error": format!("{e:#}")}));
+            let _ = gate.finish(json!({"error": "not started"}));
+            return not_started(&mut meta, e);
+        }
+    };
+    wire_proxy(&mut spec, &proxy, &env.home_dir());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("blastwall-proxy")
+        .enable_io()
+        .enable_time()
+        .build()
+        .context("cannot start the proxy's runtime")?;
     gate.start(json!({
         "manifest": m.path.display().to_string(),
         "manifest_sha256": blastwall_session::manifest_digest(&m.bytes),
@@ -324,6 +342,7 @@ fn build_spec(
     policy: &Policy,
     session: &SessionDir,
     env: &Env,
+    bw_home: &Path,
 ) -> anyhow::Result<SandboxSpec> {
     let home = env.home_dir();
     let mut spec = SandboxSpec::new(a.argv.clone(), s.project_root.clone(), home.clone());
@@ -359,7 +378,7 @@ fn build_spec(
     };
     spec.ro_paths = existing(&s.read_paths, "read-only");
     spec.rw_paths = existing(&s.write_paths, "read-write");
-    spec.hidden = hidden_paths(policy, s, &home);
+    spec.hidden = hidden_paths(policy, s, &home, bw_home)?;
     spec.env = environment(s, &home);
     spec.limits = blastwall_sandbox::Limits {
         memory_bytes: Some(s.limits.memory),
@@ -385,9 +404,20 @@ fn build_spec(
     Ok(spec)
 }
 
-/// Every existing path the manifest hides: the defaults under the home and
-/// the project's matches (`.env*` and the manifest's globs).
-fn hidden_paths(policy: &Policy, s: &Settings, home: &Path) -> Vec<PathBuf> {
+/// How many directory entries `run` reads looking for hidden paths before
+/// it refuses to start (it never starts with a search it did not finish).
+const HIDDEN_SEARCH_BUDGET: usize = 2_000_000;
+
+/// Every existing path the manifest hides: the defaults under the home,
+/// blastwall's own state, and every match of the hide globs (`.env*` in the
+/// project and the manifest's own) under the project, the grants and the
+/// fixed prefix of each absolute glob.
+fn hidden_paths(
+    policy: &Policy,
+    s: &Settings,
+    home: &Path,
+    bw_home: &Path,
+) -> anyhow::Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     for rel in blastwall_policy::DEFAULT_HIDDEN_HOME {
         let p = home.join(rel);
@@ -395,18 +425,44 @@ fn hidden_paths(policy: &Policy, s: &Settings, home: &Path) -> Vec<PathBuf> {
             out.push(p);
         }
     }
-    // Walk the project and every granted path (bounded), collecting hidden
-    // matches without descending into them.
+    // blastwall's own state (trust store, config, secrets, sessions, audit
+    // logs) is never visible inside, whatever a grant covers (I5).
+    if std::fs::symlink_metadata(bw_home).is_ok() {
+        out.push(bw_home.to_path_buf());
+    }
     let mut roots = vec![s.project_root.clone()];
     roots.extend(s.read_paths.iter().cloned());
     roots.extend(s.write_paths.iter().cloned());
-    let mut budget: usize = 200_000;
+    for pat in &s.hidden {
+        let fixed: PathBuf = Path::new(pat)
+            .components()
+            .take_while(|c| {
+                !c.as_os_str()
+                    .to_string_lossy()
+                    .contains(['*', '?', '[', '{'])
+            })
+            .collect();
+        if std::fs::symlink_metadata(&fixed).is_ok() {
+            if policy.is_hidden(&fixed) {
+                out.push(fixed);
+            } else if fixed.is_dir() && !roots.iter().any(|r| fixed.starts_with(r)) {
+                roots.push(fixed);
+            }
+        }
+    }
+    let mut budget = HIDDEN_SEARCH_BUDGET;
     for root in roots {
         walk_hidden(policy, &root, &mut out, &mut budget);
+        if budget == 0 {
+            anyhow::bail!(
+                "not started: searching for hidden paths read {HIDDEN_SEARCH_BUDGET} entries under {} and more remain; a search left unfinished could leave a secret visible. Narrow the project or the grants",
+                root.display()
+            );
+        }
     }
     out.sort();
     out.dedup();
-    out
+    Ok(out)
 }
 
 fn walk_hidden(policy: &Policy, dir: &Path, out: &mut Vec<PathBuf>, budget: &mut usize) {

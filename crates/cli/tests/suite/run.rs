@@ -290,3 +290,48 @@ fn exec_rules_are_listed_as_not_enforced() {
         r.stderr()
     );
 }
+
+#[test]
+fn blastwall_state_is_never_visible_inside_even_under_a_grant() {
+    let w = World::new();
+    if !require_sandbox(&w) {
+        return;
+    }
+    // The user grants ~/.local read-write, which holds BLASTWALL_HOME.
+    w.write(
+        "home/.local/share/blastwall/config.toml",
+        "version = 1\n[filesystem]\nwrite = [\"~/.local\"]\n",
+    );
+    w.write("home/.local/share/other/keep.txt", "x\n");
+    project(&w);
+    let m = std::fs::read_to_string(w.project().join("blastwall.toml")).unwrap();
+    std::fs::write(
+        w.project().join("blastwall.toml"),
+        m.replace("[filesystem]\n", "[filesystem]\nwrite = [\"~/.local\"]\n"),
+    )
+    .unwrap();
+    w.run(&["trust"]).expect(0);
+    if rustix::process::geteuid().is_root() {
+        chown_tree(&w.home().join(".local/share/other"), 65534);
+    }
+    let trust_before = std::fs::read(w.bw_home().join("trust.json")).unwrap();
+    let r = w.run(&[
+        "run",
+        "--",
+        "sh",
+        "-c",
+        "ls ~/.local/share/; cat ~/.local/share/blastwall/trust.json; echo tampered >> ~/.local/share/blastwall/trust.json; echo END",
+    ]);
+    let all = format!("{}{}", r.stdout(), r.stderr());
+    assert!(all.contains("END"), "{all}");
+    assert!(all.contains("other"), "the grant itself works: {all}");
+    assert_eq!(
+        trust_before,
+        std::fs::read(w.bw_home().join("trust.json")).unwrap(),
+        "{all}"
+    );
+    assert!(
+        !r.stdout().contains("sha256") && !r.stdout().contains("blastwall.toml"),
+        "{all}"
+    );
+}
