@@ -39,7 +39,22 @@ pub fn render(change: &Change, project: &Path, upper: &Path) -> String {
                 word(change.kind)
             );
         }
+        (ChangeKind::Deleted, _) if std::fs::symlink_metadata(&old).is_ok_and(|m| !m.is_file()) => {
+            let what = match std::fs::symlink_metadata(&old) {
+                Ok(m) if m.is_dir() => "directory",
+                Ok(m) if m.file_type().is_symlink() => "symlink",
+                Ok(_) | Err(_) => "special file",
+            };
+            let _ = writeln!(out, "deleted {what} {rel}");
+        }
         (ChangeKind::Deleted, _) | (_, Entry::File | Entry::None) => {
+            if change.kind == ChangeKind::Added {
+                let _ = writeln!(
+                    out,
+                    "new file {rel} mode {:o}",
+                    change.new_mode.unwrap_or(0)
+                );
+            }
             let before = if change.kind == ChangeKind::Added {
                 Vec::new()
             } else {
@@ -71,6 +86,9 @@ pub fn render(change: &Change, project: &Path, upper: &Path) -> String {
                 } else {
                     format!("b/{rel}")
                 };
+                if a.is_empty() && b.is_empty() {
+                    let _ = writeln!(out, "{} empty file {rel}", word(change.kind));
+                }
                 let diff = TextDiff::from_lines(a.as_ref(), b.as_ref());
                 let _ = write!(
                     out,
