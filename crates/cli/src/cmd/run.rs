@@ -227,7 +227,17 @@ pub(crate) fn run(a: &RunArgs, env: &Env) -> anyhow::Result<Status> {
         meta.project_mode
     );
 
+    // SIGTERM and SIGHUP to blastwall go to the command, through the
+    // sandbox's init, so the session ends on record instead of crashing.
+    let init_pid = std::sync::atomic::AtomicI32::new(0);
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGHUP,
+    ])
+    .context("cannot watch for SIGTERM and SIGHUP")?;
+    let signals_handle = signals.handle();
     let mut hooks = Hooks {
+        init_pid: &init_pid,
         gate: &gate,
         proxy: &proxy,
         runtime: &runtime,
@@ -235,9 +245,22 @@ pub(crate) fn run(a: &RunArgs, env: &Env) -> anyhow::Result<Status> {
     // The sandbox's parent-death signal follows the creating thread: run it
     // from a thread that lives exactly as long as the sandbox.
     let outcome = std::thread::scope(|scope| {
-        scope
+        let pid = &init_pid;
+        scope.spawn(move || {
+            for sig in signals.forever() {
+                let target = pid.load(std::sync::atomic::Ordering::SeqCst);
+                let signal = nix::sys::signal::Signal::try_from(sig)
+                    .unwrap_or(nix::sys::signal::Signal::SIGTERM);
+                if target > 0 {
+                    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(target), signal);
+                }
+            }
+        });
+        let r = scope
             .spawn(|| blastwall_sandbox::run(&spec, &mut hooks))
-            .join()
+            .join();
+        signals_handle.close();
+        r
     });
     let outcome = match outcome {
         Ok(r) => r,
@@ -300,12 +323,19 @@ fn not_enforced_notes(s: &Settings) -> Vec<String> {
 }
 
 struct Hooks<'g> {
+    init_pid: &'g std::sync::atomic::AtomicI32,
     gate: &'g Gate,
     proxy: &'g blastwall_proxy::Proxy,
     runtime: &'g tokio::runtime::Runtime,
 }
 
 impl SupervisorHooks for Hooks<'_> {
+    fn netns_ready(&mut self, pid: i32) -> Result<(), String> {
+        self.init_pid
+            .store(pid, std::sync::atomic::Ordering::SeqCst);
+        Ok(())
+    }
+
     fn loopback_listeners(
         &mut self,
         listeners: Vec<(u16, std::net::TcpListener)>,

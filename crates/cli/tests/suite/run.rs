@@ -335,3 +335,35 @@ fn blastwall_state_is_never_visible_inside_even_under_a_grant() {
         "{all}"
     );
 }
+
+#[test]
+fn sigterm_to_blastwall_ends_the_command_and_the_session_on_record() {
+    let w = World::new();
+    if !require_sandbox(&w) {
+        return;
+    }
+    project(&w);
+    let mut child = w
+        .command(
+            &w.project(),
+            &["run", "--", "sh", "-c", "echo ready; exec sleep 600"],
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    use std::io::BufRead as _;
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!("ready\n", line);
+    let pid = rustix::process::Pid::from_child(&child);
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(Some(143), status.code());
+    let j = w.run(&["sessions", "--json"]).expect(0).json();
+    assert_eq!("exited", j[0]["status"], "{j}");
+    let v = w.run(&["log", "verify", "--json"]).expect(0).json();
+    assert_eq!(true, v["sealed"]);
+}
