@@ -1,7 +1,8 @@
 //! Inputs for blastwall's benchmarks (DESIGN.md §8): a generated 200-rule
 //! manifest and the request bodies the GraphQL benches inspect. The benches
-//! themselves live in `benches/`; see `README.md` for how to run them and the
-//! figures from the last run.
+//! themselves live in `benches/`, and the proxy's side-by-side bench is the
+//! `proxy-bench` binary (`src/bin/proxy-bench/`, run by `proxy.sh`); see
+//! `README.md` for how to run them and the figures from the last run.
 //!
 //! The manifest is generated rather than checked in so that its shape is
 //! stated once, here, and the counts in the README stay true.
@@ -54,7 +55,7 @@ pub fn manifest() -> String {
     let mut m = String::with_capacity(64 * 1024);
     m.push_str(
         "version = 1\n\n[project]\nname = \"bench\"\n\n[filesystem]\nproject = \"overlay\"\n\
-         read = [\"~/.cargo/registry\", \"~/.rustup\"]\nwrite = [\"target\"]\n\n\
+         read = [\"/opt/sdk\", \"/usr/share/doc\"]\nwrite = [\"target\"]\n\n\
          [network]\ndefault = \"deny\"\n\n",
     );
     // 80: two rules on each of 40 exact hosts.
