@@ -424,6 +424,27 @@ fn conflict(root: &Root, c: &Change, meta: &SessionMeta) -> Option<String> {
     }
 }
 
+/// Opens `name` beneath `parent` (never through a symlink) and sets its mode.
+fn chmod_beneath(
+    parent: &OwnedFd,
+    name: &Path,
+    rel: &Path,
+    extra: OFlags,
+    mode: u32,
+) -> Result<OwnedFd, CommitError> {
+    let fd = rustix::fs::openat2(
+        parent,
+        name,
+        extra | OFlags::RDONLY | OFlags::CLOEXEC,
+        Mode::empty(),
+        BENEATH,
+    )
+    .map_err(io_err("open", rel))?;
+    rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode))
+        .map_err(io_err("change the mode of", rel))?;
+    Ok(fd)
+}
+
 fn apply(root: &Root, upper: &Path, c: &Change, meta: &SessionMeta) -> Result<(), CommitError> {
     let rel = &c.path;
     let owner = meta.owner;
@@ -434,16 +455,7 @@ fn apply(root: &Root, upper: &Path, c: &Change, meta: &SessionMeta) -> Result<()
     match (c.kind, c.entry) {
         (ChangeKind::Deleted, _) => remove_beneath(&parent, &name, rel),
         (ChangeKind::ModeChanged, Entry::Dir | Entry::File) => {
-            let fd = rustix::fs::openat2(
-                &parent,
-                &name,
-                OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW,
-                Mode::empty(),
-                BENEATH,
-            )
-            .map_err(io_err("open", rel))?;
-            rustix::fs::fchmod(&fd, Mode::from_raw_mode(clean_mode))
-                .map_err(io_err("change the mode of", rel))
+            chmod_beneath(&parent, &name, rel, OFlags::NOFOLLOW, clean_mode).map(drop)
         }
         (_, Entry::Dir) => {
             if c.kind == ChangeKind::TypeChanged {
@@ -453,16 +465,7 @@ fn apply(root: &Root, upper: &Path, c: &Change, meta: &SessionMeta) -> Result<()
                 Ok(()) | Err(rustix::io::Errno::EXIST) => {}
                 Err(e) => return Err(io_err("create directory", rel)(e)),
             }
-            let fd = rustix::fs::openat2(
-                &parent,
-                &name,
-                OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
-                Mode::empty(),
-                BENEATH,
-            )
-            .map_err(io_err("open", rel))?;
-            rustix::fs::fchmod(&fd, Mode::from_raw_mode(clean_mode))
-                .map_err(io_err("change the mode of", rel))?;
+            let fd = chmod_beneath(&parent, &name, rel, OFlags::DIRECTORY, clean_mode)?;
             if as_root {
                 chown_fd(&fd, owner.0, owner.1).map_err(io_err("set the owner of", rel))?;
             }
