@@ -126,8 +126,24 @@ pub struct SandboxSpec {
 pub struct InjectedFile {
     /// Where it appears (absolute).
     pub path: PathBuf,
-    /// What it holds.
+    /// What it holds (hex in the serialised spec: a CA bundle as a JSON
+    /// array of numbers cost milliseconds at every start).
+    #[serde(with = "hex_bytes")]
     pub contents: Vec<u8>,
+}
+
+/// Bytes as a hex string in serde.
+mod hex_bytes {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(crate) fn serialize<S: Serializer>(b: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hex::encode(b))
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        hex::decode(text.as_bytes()).map_err(serde::de::Error::custom)
+    }
 }
 
 impl SandboxSpec {
