@@ -226,6 +226,38 @@ fn setup_v2(dir: &Path, limits: &Limits, s: &mut Setup) -> Result<(), String> {
 }
 
 impl Cgroups {
+    /// Moves the calling thread into every cgroup, when all are v1 (by
+    /// writing `0` to `tasks`), so that a child it clones starts in them.
+    /// On v1, writing a pid to `cgroup.procs` afterwards waits for an RCU
+    /// grace period (measured 4.5-27 ms a write here); a thread moving itself
+    /// does not (0.3 ms). Returns whether it moved; the caller then skips
+    /// [`Cgroups::attach`] and calls [`Cgroups::leave_thread`].
+    pub(crate) fn enter_thread(&self) -> bool {
+        if self.dirs.is_empty() || !self.dirs.iter().all(|d| d.join("tasks").is_file()) {
+            return false;
+        }
+        for (i, d) in self.dirs.iter().enumerate() {
+            if write(d, "tasks", "0").is_err() {
+                self.leave(self.dirs.get(..i).unwrap_or_default());
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Moves the calling thread back to the supervisor's own cgroups.
+    pub(crate) fn leave_thread(&self) {
+        self.leave(&self.dirs);
+    }
+
+    fn leave(&self, dirs: &[PathBuf]) {
+        for d in dirs {
+            if let Some(parent) = d.parent() {
+                let _ = write(parent, "tasks", "0");
+            }
+        }
+    }
+
     /// Moves `pid` into every cgroup.
     pub(crate) fn attach(&self, pid: i32) -> Result<(), String> {
         for d in &self.dirs {

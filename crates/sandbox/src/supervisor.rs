@@ -131,6 +131,27 @@ impl Drop for InitGuard {
     }
 }
 
+/// The supervisor thread's stay in the sandbox's cgroups, for the clone.
+struct ThreadInCgroups<'c> {
+    cgroups: &'c crate::limits::Cgroups,
+    entered: bool,
+}
+
+impl<'c> ThreadInCgroups<'c> {
+    fn enter(cgroups: &'c crate::limits::Cgroups) -> ThreadInCgroups<'c> {
+        let entered = cgroups.enter_thread();
+        ThreadInCgroups { cgroups, entered }
+    }
+}
+
+impl Drop for ThreadInCgroups<'_> {
+    fn drop(&mut self) {
+        if self.entered {
+            self.cgroups.leave_thread();
+        }
+    }
+}
+
 /// Restores SIGINT/SIGQUIT after the run.
 struct IgnoreInterrupts {
     saved: Vec<(Signal, nix::sys::signal::SigAction)>,
@@ -291,6 +312,9 @@ pub fn run(
         | CloneFlags::CLONE_NEWIPC
         | CloneFlags::CLONE_NEWUTS
         | CloneFlags::CLONE_NEWCGROUP;
+    // The child starts in its cgroups: this thread enters them for the
+    // clone and leaves right after (see `Cgroups::enter_thread`).
+    let in_cgroups = ThreadInCgroups::enter(&cgroups.0);
     let pid = match crate::sys::clone_into_namespaces(flags.bits(), &prepared) {
         Ok(pid) => pid,
         Err(e) if e.raw_os_error() == Some(libc::EINVAL) && accepted(Layer::CgroupNamespace) => {
@@ -304,6 +328,8 @@ pub fn run(
         }
         Err(source) => return Err(SandboxError::Namespaces { source }),
     };
+    let entered = in_cgroups.entered;
+    drop(in_cgroups);
     let mut guard = InitGuard { pid: Some(pid) };
     drop(prepared);
     drop(report_write);
@@ -316,13 +342,15 @@ pub fn run(
     drop(ready_write);
     wait_ready(ready_read)?;
     write_id_maps(pid, &spec.identity)?;
-    cgroups
-        .0
-        .attach(pid.as_raw())
-        .map_err(|reason| SandboxError::Layer {
-            layer: Layer::Cgroup,
-            reason,
-        })?;
+    if !entered {
+        cgroups
+            .0
+            .attach(pid.as_raw())
+            .map_err(|reason| SandboxError::Layer {
+                layer: Layer::Cgroup,
+                reason,
+            })?;
+    }
     hooks
         .netns_ready(pid.as_raw())
         .map_err(SandboxError::Hook)?;
