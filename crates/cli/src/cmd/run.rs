@@ -560,6 +560,28 @@ fn summary(session: &SessionDir, meta: &SessionMeta, out: &blastwall_sandbox::Ru
         meta.id,
         out.status.as_shell_code()
     );
+    // What crossed the wall, from the session's own record.
+    if let Ok(events) = blastwall_audit::read_events(session.audit_log()) {
+        let mut counts = [0usize; 3];
+        let mut alerts = 0usize;
+        for e in &events {
+            match e.data["verdict"].as_str() {
+                Some("allow") => counts[0] += 1,
+                Some("ask") => counts[1] += 1,
+                Some("deny") => counts[2] += 1,
+                Some(_) | None => {}
+            }
+            if e.kind == blastwall_audit::Kind::Alert {
+                alerts += 1;
+            }
+        }
+        if counts.iter().sum::<usize>() + alerts > 0 {
+            eprintln!(
+                "blastwall: requests: {} allowed, {} asked (refused: no approval queue yet), {} denied; {alerts} alert(s) (`blastwall log`)",
+                counts[0], counts[1], counts[2]
+            );
+        }
+    }
     if out.memory_limit_hit {
         eprintln!("blastwall: the agent was stopped: memory limit reached");
     }

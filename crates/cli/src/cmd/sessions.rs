@@ -238,11 +238,22 @@ pub(crate) fn doctor(a: &DoctorArgs) -> anyhow::Result<Status> {
                 t.push_str(&format!("         fix: {fix}\n"));
             }
         }
-        t.push_str(if r.can_run {
-            "`blastwall run` can work here\n"
+        let optional_missing: Vec<&str> = r
+            .checks
+            .iter()
+            .filter(|c| !c.required && c.status == blastwall_sandbox::CheckStatus::Missing)
+            .map(|c| c.name.as_str())
+            .collect();
+        if !r.can_run {
+            t.push_str("`blastwall run` CANNOT work here: fix the required checks above\n");
+        } else if optional_missing.is_empty() {
+            t.push_str("`blastwall run` can work here\n");
         } else {
-            "`blastwall run` CANNOT work here: fix the required checks above\n"
-        });
+            t.push_str(&format!(
+                "`blastwall run` can work here only with a manifest that accepts these missing: [sandbox] accept_missing = [{}] (`blastwall init` writes that), or after the fixes above\n",
+                optional_missing.iter().map(|n| format!("\"{n}\"")).collect::<Vec<_>>().join(", ")
+            ));
+        }
         out::text(&t)?;
     }
     Ok(if r.can_run { Status::Ok } else { Status::No })
