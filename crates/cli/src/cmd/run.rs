@@ -24,11 +24,8 @@ use crate::args::RunArgs;
 /// [`SessionDir::create_for`]).
 const OVERLAY_BASE_AS_ROOT: &str = "/var/lib/blastwall/overlays";
 
-fn rustix_is_root() -> bool {
-    std::fs::metadata("/proc/self").is_ok_and(|m| {
-        use std::os::unix::fs::MetadataExt as _;
-        m.uid() == 0
-    })
+fn running_as_root() -> bool {
+    nix::unistd::geteuid().is_root()
 }
 
 /// Who the project's files belong to: committed files get this owner.
@@ -148,7 +145,7 @@ pub(crate) fn run(a: &RunArgs, env: &Env) -> anyhow::Result<Status> {
     }
 
     let identity = blastwall_sandbox::Identity::for_current_user(Some(&s.project_root));
-    let session = if rustix_is_root() {
+    let session = if running_as_root() {
         SessionDir::create_for(
             &home,
             Path::new(OVERLAY_BASE_AS_ROOT),
