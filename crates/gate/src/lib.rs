@@ -146,15 +146,20 @@ impl<F: LogFile> Gate<F> {
             "side_effects": side_effects,
             "approval": Value::Null,
         });
-        let recorded = {
-            let mut log = self.lock();
-            log.append(Kind::Decision, data).and_then(|a| {
-                if side_effects && decision.verdict == Verdict::Allow {
+        // Append in one critical section and make durable in another, so
+        // that one fdatasync covers every record appended meanwhile (group
+        // commit): a request whose record an earlier sync already covered
+        // is released without a sync of its own.
+        let appended = self.lock().append(Kind::Decision, data).map(|a| a.seq);
+        let recorded = appended.and_then(|seq| {
+            if side_effects && decision.verdict == Verdict::Allow {
+                let mut log = self.lock();
+                if log.durable_seq().is_none_or(|d| d < seq) {
                     log.sync()?;
                 }
-                Ok(a.seq)
-            })
-        };
+            }
+            Ok(seq)
+        });
         let seq = match recorded {
             Ok(seq) => seq,
             Err(e) => {
