@@ -22,6 +22,33 @@ fn status_word(s: SessionStatus) -> &'static str {
     }
 }
 
+/// PATH arguments as paths relative to the project root: `./src`, a path
+/// relative to the current directory inside the project, or an absolute one.
+fn project_paths(
+    paths: &[std::path::PathBuf],
+    project: &std::path::Path,
+) -> Vec<std::path::PathBuf> {
+    let cwd = std::env::current_dir().unwrap_or_default();
+    paths
+        .iter()
+        .map(|p| {
+            let abs = blastwall_policy::normalize(&if p.is_absolute() {
+                p.clone()
+            } else {
+                cwd.join(p)
+            });
+            match abs.strip_prefix(project) {
+                Ok(rel) => rel.to_path_buf(),
+                Err(_) => {
+                    let n = blastwall_policy::normalize(p);
+                    n.strip_prefix("/")
+                        .map_or_else(|_| n.clone(), std::path::Path::to_path_buf)
+                }
+            }
+        })
+        .collect()
+}
+
 pub(crate) fn sessions(a: &SessionsArgs, env: &Env) -> anyhow::Result<Status> {
     let home = Home::locate(env);
     let mut rows = Vec::new();
@@ -94,7 +121,10 @@ pub(crate) fn diff(a: &DiffArgs, env: &Env) -> anyhow::Result<Status> {
     let all = changes(&d.upper(), &meta.project)?;
     let picked: Vec<_> = all
         .into_iter()
-        .filter(|c| a.paths.is_empty() || a.paths.iter().any(|p| c.path.starts_with(p)))
+        .filter(|c| {
+            let paths = project_paths(&a.paths, &meta.project);
+            paths.is_empty() || paths.iter().any(|p| c.path.starts_with(p))
+        })
         .collect();
     if a.json {
         out::json(
@@ -124,7 +154,7 @@ pub(crate) fn commit_cmd(a: &CommitArgs, env: &Env) -> anyhow::Result<Status> {
     let d = SessionDir::open(&home, a.session.as_deref())?;
     let meta = d.meta()?;
     let opts = CommitOptions {
-        paths: a.paths.clone(),
+        paths: project_paths(&a.paths, &meta.project),
         force: a.force,
         dry_run: true,
     };

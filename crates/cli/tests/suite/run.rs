@@ -98,6 +98,9 @@ fn writes_land_in_the_overlay_until_commit() {
         "M README.md\nD blastwall.toml\nA created.txt\nA lib/\nA lib/x.rs\nD src\n",
         d.stdout()
     );
+    // Paths may be given as `./x`, and from a subdirectory.
+    let only = w.run(&["diff", "--stat", "--", "./lib"]).expect(0);
+    assert_eq!("A lib/\nA lib/x.rs\n", only.stdout());
     let full = w.run(&["diff"]).expect(0).stdout();
     assert!(full.contains("-# demo\n+edited\n"), "{full}");
     let j = w.run(&["diff", "--json"]).expect(0).json();
