@@ -230,6 +230,12 @@ pub(crate) fn commit_cmd(a: &CommitArgs, env: &Env) -> anyhow::Result<Status> {
                 )
             }
         ))?;
+        for (p, why) in &report.refused {
+            eprintln!(
+                "blastwall: REFUSED {}: {why} (left in the overlay)",
+                out::escape_controls(&p.display().to_string())
+            );
+        }
     } else {
         for (p, why) in &report.conflicts {
             eprintln!("CONFLICT {}: {why}", p.display());
