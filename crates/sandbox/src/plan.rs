@@ -362,17 +362,7 @@ impl Plan {
                 }),
                 Some(Kind::Dir) => {
                     ops.push(Op::Mkdir { path: nr(p) });
-                    ops.push(Op::Bind {
-                        source: in_oldroot(p),
-                        target: nr(p),
-                        recursive: true,
-                    });
-                    ops.push(Op::SetAttr {
-                        target: nr(p),
-                        recursive: true,
-                        readonly: true,
-                        nosuid_nodev: true,
-                    });
+                    ops.extend(ro_bind(in_oldroot(p), nr(p), true));
                 }
                 Some(Kind::File) | None => {}
             }
@@ -424,17 +414,7 @@ impl Plan {
         for p in PROC_READONLY {
             if host.kind(Path::new(p)).is_some() {
                 let t = nr(Path::new(p));
-                ops.push(Op::Bind {
-                    source: t.clone(),
-                    target: t.clone(),
-                    recursive: true,
-                });
-                ops.push(Op::SetAttr {
-                    target: t,
-                    recursive: true,
-                    readonly: true,
-                    nosuid_nodev: true,
-                });
+                ops.extend(ro_bind(t.clone(), t, true));
             }
         }
 
@@ -576,17 +556,7 @@ impl Plan {
             }
             match g.how {
                 GrantHow::Ro => {
-                    ops.push(Op::Bind {
-                        source: in_oldroot(g.path),
-                        target: t.clone(),
-                        recursive: true,
-                    });
-                    ops.push(Op::SetAttr {
-                        target: t,
-                        recursive: true,
-                        readonly: true,
-                        nosuid_nodev: true,
-                    });
+                    ops.extend(ro_bind(in_oldroot(g.path), t, true));
                 }
                 GrantHow::Rw => {
                     ops.push(Op::Bind {
@@ -666,17 +636,7 @@ impl Plan {
                 }
             }
             let source = dd.join(format!("i{i}"));
-            ops.push(Op::Bind {
-                source: in_oldroot(&source),
-                target: t.clone(),
-                recursive: false,
-            });
-            ops.push(Op::SetAttr {
-                target: t,
-                recursive: false,
-                readonly: true,
-                nosuid_nodev: true,
-            });
+            ops.extend(ro_bind(in_oldroot(&source), t, false));
             injected.push((source, i));
         }
 
@@ -708,17 +668,7 @@ impl Plan {
                 (Some(Kind::Dir), Some(dd)) => {
                     let source = dd.join(format!("d{n}"));
                     ops.push(Op::Mkdir { path: t.clone() });
-                    ops.push(Op::Bind {
-                        source: in_oldroot(&source),
-                        target: t.clone(),
-                        recursive: false,
-                    });
-                    ops.push(Op::SetAttr {
-                        target: t,
-                        recursive: false,
-                        readonly: true,
-                        nosuid_nodev: true,
-                    });
+                    ops.extend(ro_bind(in_oldroot(&source), t, false));
                     decoys.push((source, h.clone(), true));
                 }
                 (Some(Kind::File), dd) => {
@@ -732,17 +682,7 @@ impl Plan {
                         None => ops.extend(mask_file(&t)),
                         Some(dd) => {
                             let source = dd.join(format!("f{n}"));
-                            ops.push(Op::Bind {
-                                source: in_oldroot(&source),
-                                target: t.clone(),
-                                recursive: false,
-                            });
-                            ops.push(Op::SetAttr {
-                                target: t,
-                                recursive: false,
-                                readonly: true,
-                                nosuid_nodev: true,
-                            });
+                            ops.extend(ro_bind(in_oldroot(&source), t, false));
                             decoys.push((source, h.clone(), false));
                         }
                     }
@@ -800,15 +740,21 @@ impl Plan {
 }
 
 fn mask_file(target: &Path) -> [Op; 2] {
+    ro_bind(DECOY_FILE.into(), target.to_path_buf(), false)
+}
+
+/// A bind mount made read-only, nosuid and nodev: every view the agent may
+/// read but not change.
+fn ro_bind(source: PathBuf, target: PathBuf, recursive: bool) -> [Op; 2] {
     [
         Op::Bind {
-            source: DECOY_FILE.into(),
-            target: target.to_path_buf(),
-            recursive: false,
+            source,
+            target: target.clone(),
+            recursive,
         },
         Op::SetAttr {
-            target: target.to_path_buf(),
-            recursive: false,
+            target,
+            recursive,
             readonly: true,
             nosuid_nodev: true,
         },
