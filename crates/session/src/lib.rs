@@ -20,6 +20,7 @@ mod load;
 mod overlay;
 mod sessions;
 mod trust;
+mod wall;
 
 pub use commit::{CommitError, CommitOptions, CommitReport, commit, discard, is_sensitive};
 pub use diff::{render as render_change, stat_line};
@@ -34,3 +35,4 @@ pub use discover::{MANIFEST_NAME, find_manifest};
 pub use home::{Env, Home};
 pub use load::{LoadError, LoadedManifest, Purpose, load_manifest};
 pub use trust::{TrustError, TrustState, TrustStore, manifest_digest};
+pub use wall::{HIDDEN_SEARCH_BUDGET, HiddenSearchError, environment, hidden_paths};

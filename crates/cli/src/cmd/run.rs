@@ -3,7 +3,6 @@
 //! and its audit log are opened; the command runs inside the wall; the
 //! overlay then waits for `diff`, `commit` or `discard`.
 
-use std::ffi::OsString;
 use std::io::IsTerminal as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -405,8 +404,14 @@ fn build_spec(
     };
     spec.ro_paths = existing(&s.read_paths, "read-only");
     spec.rw_paths = existing(&s.write_paths, "read-write");
-    spec.hidden = hidden_paths(policy, s, &home, bw_home)?;
-    spec.env = environment(s, &home);
+    spec.hidden = blastwall_session::hidden_paths(
+        policy,
+        s,
+        &home,
+        bw_home,
+        blastwall_session::HIDDEN_SEARCH_BUDGET,
+    )?;
+    spec.env = blastwall_session::environment(std::env::vars_os(), s, &home);
     spec.limits = blastwall_sandbox::Limits {
         memory_bytes: Some(s.limits.memory),
         pids: Some(s.limits.pids),
@@ -429,113 +434,6 @@ fn build_spec(
         }
     }
     Ok(spec)
-}
-
-/// How many directory entries `run` reads looking for hidden paths before
-/// it refuses to start (it never starts with a search it did not finish).
-const HIDDEN_SEARCH_BUDGET: usize = 2_000_000;
-
-/// Every existing path the manifest hides: the defaults under the home,
-/// blastwall's own state, and every match of the hide globs (`.env*` in the
-/// project and the manifest's own) under the project, the grants and the
-/// fixed prefix of each absolute glob.
-fn hidden_paths(
-    policy: &Policy,
-    s: &Settings,
-    home: &Path,
-    bw_home: &Path,
-) -> anyhow::Result<Vec<PathBuf>> {
-    let mut out = Vec::new();
-    for rel in blastwall_policy::DEFAULT_HIDDEN_HOME {
-        let p = home.join(rel);
-        if std::fs::symlink_metadata(&p).is_ok() {
-            out.push(p);
-        }
-    }
-    // blastwall's own state (trust store, config, secrets, sessions, audit
-    // logs) is never visible inside, whatever a grant covers (I5).
-    if std::fs::symlink_metadata(bw_home).is_ok() {
-        out.push(bw_home.to_path_buf());
-    }
-    let mut roots = vec![s.project_root.clone()];
-    roots.extend(s.read_paths.iter().cloned());
-    roots.extend(s.write_paths.iter().cloned());
-    for pat in &s.hidden {
-        let fixed: PathBuf = Path::new(pat)
-            .components()
-            .take_while(|c| {
-                !c.as_os_str()
-                    .to_string_lossy()
-                    .contains(['*', '?', '[', '{'])
-            })
-            .collect();
-        if std::fs::symlink_metadata(&fixed).is_ok() {
-            if policy.is_hidden(&fixed) {
-                out.push(fixed);
-            } else if fixed.is_dir() && !roots.iter().any(|r| fixed.starts_with(r)) {
-                roots.push(fixed);
-            }
-        }
-    }
-    let mut budget = HIDDEN_SEARCH_BUDGET;
-    for root in roots {
-        walk_hidden(policy, &root, &mut out, &mut budget);
-        if budget == 0 {
-            anyhow::bail!(
-                "not started: searching for hidden paths read {HIDDEN_SEARCH_BUDGET} entries under {} and more remain; a search left unfinished could leave a secret visible. Narrow the project or the grants",
-                root.display()
-            );
-        }
-    }
-    out.sort();
-    out.dedup();
-    Ok(out)
-}
-
-fn walk_hidden(policy: &Policy, dir: &Path, out: &mut Vec<PathBuf>, budget: &mut usize) {
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for e in rd.flatten() {
-        if *budget == 0 {
-            return;
-        }
-        *budget -= 1;
-        let p = e.path();
-        if policy.is_hidden(&p) {
-            out.push(p);
-            continue;
-        }
-        if e.file_type().is_ok_and(|t| t.is_dir()) {
-            walk_hidden(policy, &p, out, budget);
-        }
-    }
-}
-
-/// The allowlisted environment: never the host's.
-fn environment(s: &Settings, home: &Path) -> Vec<(OsString, OsString)> {
-    let mut out: Vec<(OsString, OsString)> = Vec::new();
-    for (k, v) in std::env::vars_os() {
-        let name = k.to_string_lossy();
-        let always = blastwall_policy::ENV_ALWAYS
-            .iter()
-            .any(|a| match a.strip_suffix('*') {
-                Some(prefix) => name.starts_with(prefix),
-                None => name == *a,
-            });
-        if (always || s.env_pass.iter().any(|p| *p == name)) && name != "HOME" {
-            out.push((k, v));
-        }
-    }
-    out.push(("HOME".into(), home.as_os_str().to_owned()));
-    if !out.iter().any(|(k, _)| k == "PATH") {
-        out.push(("PATH".into(), "/usr/local/bin:/usr/bin:/bin".into()));
-    }
-    for (k, v) in &s.env_set {
-        out.retain(|(x, _)| x.to_string_lossy() != *k);
-        out.push((k.into(), v.into()));
-    }
-    out
 }
 
 fn summary(session: &SessionDir, meta: &SessionMeta, out: &blastwall_sandbox::RunOutcome) {
