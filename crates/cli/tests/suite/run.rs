@@ -52,6 +52,24 @@ fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
     out
 }
 
+/// Starts `blastwall ARGS` and returns once the command inside printed
+/// `ready` (so the sandbox is up), with the child still running.
+fn spawn_until_ready(w: &World, args: &[&str]) -> std::process::Child {
+    let mut child = w
+        .command(&w.project(), args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    use std::io::BufRead as _;
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!("ready\n", line);
+    child
+}
+
 fn require_sandbox(w: &World) -> bool {
     let r = w.run(&["doctor", "--json"]);
     if r.code() == 0 {
@@ -238,27 +256,16 @@ fn a_killed_supervisor_leaves_a_crashed_session_that_can_still_be_committed() {
         return;
     }
     project(&w);
-    let mut child = w
-        .command(
-            &w.project(),
-            &[
-                "run",
-                "--",
-                "sh",
-                "-c",
-                "echo kept > kept.txt; echo ready; exec sleep 600",
-            ],
-        )
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    use std::io::BufRead as _;
-    std::io::BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert_eq!("ready\n", line);
+    let mut child = spawn_until_ready(
+        &w,
+        &[
+            "run",
+            "--",
+            "sh",
+            "-c",
+            "echo kept > kept.txt; echo ready; exec sleep 600",
+        ],
+    );
     child.kill().unwrap();
     child.wait().unwrap();
     let j = w.run(&["sessions", "--json"]).expect(0).json();
@@ -346,21 +353,7 @@ fn sigterm_to_blastwall_ends_the_command_and_the_session_on_record() {
         return;
     }
     project(&w);
-    let mut child = w
-        .command(
-            &w.project(),
-            &["run", "--", "sh", "-c", "echo ready; exec sleep 600"],
-        )
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    use std::io::BufRead as _;
-    std::io::BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert_eq!("ready\n", line);
+    let mut child = spawn_until_ready(&w, &["run", "--", "sh", "-c", "echo ready; exec sleep 600"]);
     let pid = rustix::process::Pid::from_child(&child);
     rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
     let status = child.wait().unwrap();
