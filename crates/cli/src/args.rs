@@ -46,6 +46,18 @@ pub(crate) enum Command {
     /// The secret store under BLASTWALL_HOME (0600 files; no encryption).
     #[command(subcommand)]
     Secret(SecretCommand),
+    /// List pending approvals (held actions waiting for a person).
+    Approvals(crate::cmd::approvals::ApprovalsArgs),
+    /// Let one held action through (once).
+    Approve(crate::cmd::approvals::DecideArgs),
+    /// Refuse one held action.
+    Deny(crate::cmd::approvals::DecideArgs),
+    /// A terminal view of live events and pending approvals, with single-key approve/deny.
+    Watch(crate::cmd::watch::WatchArgs),
+    /// A local web page: sessions, live events, pending approvals.
+    Serve(crate::cmd::serve::ServeArgs),
+    /// Replay real incidents without the wall (in a throw-away world) and inside it.
+    Demo(crate::cmd::demo::DemoArgs),
 }
 
 #[derive(Debug, Subcommand)]

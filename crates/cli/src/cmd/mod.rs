@@ -1,12 +1,16 @@
 //! One module per command.
 
+pub(crate) mod approvals;
+pub(crate) mod demo;
 mod init;
 mod log;
 mod policy;
 mod run;
 mod secret;
+pub(crate) mod serve;
 mod sessions;
 mod trust;
+pub(crate) mod watch;
 
 use std::path::{Path, PathBuf};
 
@@ -34,6 +38,12 @@ pub(crate) fn dispatch(cli: Cli, env: &Env) -> anyhow::Result<Status> {
         Command::Discard(a) => sessions::discard_cmd(&a, env),
         Command::Doctor(a) => sessions::doctor(&a),
         Command::Secret(c) => secret::run(&c, env),
+        Command::Approvals(a) => approvals::list(&a, env),
+        Command::Approve(a) => approvals::decide(&a, env, true),
+        Command::Deny(a) => approvals::decide(&a, env, false),
+        Command::Watch(a) => watch::run(&a, env),
+        Command::Serve(a) => serve::run(&a, env),
+        Command::Demo(a) => demo::run(&a, env),
     }
 }
 
