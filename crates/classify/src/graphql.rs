@@ -167,7 +167,18 @@ pub struct Call {
     pub batch_index: usize,
     /// Labels from the operation type and the field name (`write`, `destructive`, …).
     pub labels: Labels,
+    /// The field's scalar arguments as text (`volumeId` → `vol_prod`), a
+    /// variable resolved from the request's `variables` where it is a
+    /// scalar there. For people (an approval's summary), never for a
+    /// verdict: at most [`MAX_ARGS`] of them, each cut at [`MAX_ARG_CHARS`].
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<(String, String)>,
 }
+
+/// How many arguments of a call are kept for its summary.
+pub const MAX_ARGS: usize = 8;
+/// How many characters of an argument's value are kept.
+pub const MAX_ARG_CHARS: usize = 256;
 
 /// Why a body could not be reduced to a list of calls.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -392,12 +403,14 @@ pub fn inspect_query_string(qs: &str) -> Option<Inspection> {
 // ---------------------------------------------------------------------------
 // Requests
 
-/// Top-level keys kept from a request object; everything else (`variables`
-/// above all) is only checked for duplicate keys, never built. The last four
-/// name a stored document instead of sending one.
+/// Top-level keys kept from a request object; everything else is only
+/// checked for duplicate keys, never built (`variables` is kept to name the
+/// target of a call to a person, never for a verdict). The last four name a
+/// stored document instead of sending one.
 const KEPT_KEYS: &[&str] = &[
     "query",
     "operationName",
+    "variables",
     "extensions",
     "id",
     "documentId",
@@ -433,6 +446,7 @@ fn graphql_params(pairs: &[Pair]) -> Vec<Pair> {
 struct RawRequest {
     query: Option<Value>,
     operation_name: Option<Value>,
+    variables: Option<Value>,
     extensions: Option<Value>,
     /// Whether a non-null document id (`id`, `documentId`, …) is present.
     doc_id: bool,
@@ -450,6 +464,9 @@ fn get_request(params: &[Pair]) -> Result<Vec<Call>, Opaque> {
             }
             "extensions" => {
                 req.extensions = Some(parse_strict_json(&value)?);
+            }
+            "variables" => {
+                req.variables = parse_strict_json(&value).ok();
             }
             name if DOC_ID_PARAMS.contains(&name) => req.doc_id = true,
             // `operationName` is never used for a verdict, and `variables`
@@ -520,7 +537,54 @@ fn inspect_request(
             return Err(Opaque::PersistedQuery);
         }
     }
-    document_calls(query, batch_index, budget, out)
+    let first = out.len();
+    document_calls(query, batch_index, budget, out)?;
+    if let Some(Value::Object(vars)) = &req.variables {
+        for call in out.iter_mut().skip(first) {
+            for (_, v) in &mut call.args {
+                if let Some(name) = v.strip_prefix('$')
+                    && let Some(text) = vars.get(name).and_then(scalar_text)
+                {
+                    *v = text;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A JSON scalar as text, cut at [`MAX_ARG_CHARS`].
+fn scalar_text(v: &Value) -> Option<String> {
+    let t = match v {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n.to_string(),
+        Value::Bool(b) => b.to_string(),
+        Value::Null | Value::Array(_) | Value::Object(_) => return None,
+    };
+    Some(cut(t))
+}
+
+fn cut(mut t: String) -> String {
+    if let Some((i, _)) = t.char_indices().nth(MAX_ARG_CHARS) {
+        t.truncate(i);
+    }
+    t
+}
+
+/// A GraphQL argument value as text: scalars as written, a variable as
+/// `$name`, lists and objects left out.
+fn arg_text<'a>(v: &graphql_parser::query::Value<'a, &'a str>) -> Option<String> {
+    use graphql_parser::query::Value as V;
+    let t = match v {
+        V::Variable(name) => format!("${name}"),
+        V::Int(n) => n.as_i64().map_or_else(String::new, |n| n.to_string()),
+        V::Float(f) => f.to_string(),
+        V::String(s) => s.clone(),
+        V::Boolean(b) => b.to_string(),
+        V::Enum(e) => (*e).to_owned(),
+        V::Null | V::List(_) | V::Object(_) => return None,
+    };
+    Some(cut(t))
 }
 
 fn sha256_hex(s: &str) -> String {
@@ -660,6 +724,7 @@ impl<'de> Visitor<'de> for Request<'_> {
                 match key.as_str() {
                     "query" => req.query = Some(v),
                     "operationName" => req.operation_name = Some(v),
+                    "variables" => req.variables = Some(v),
                     "extensions" => req.extensions = Some(v),
                     _ => req.doc_id |= !v.is_null(),
                 }
@@ -896,6 +961,12 @@ impl<'a, 'd> Walk<'a, 'd, '_> {
                         alias: f.alias.map(str::to_owned),
                         batch_index: self.batch_index,
                         labels: field_labels(self.op, f.name),
+                        args: f
+                            .arguments
+                            .iter()
+                            .filter_map(|(k, v)| Some(((*k).to_owned(), arg_text(v)?)))
+                            .take(MAX_ARGS)
+                            .collect(),
                     });
                 }
                 Selection::InlineFragment(inline) => {

@@ -51,6 +51,7 @@ fn plain_mutation_delete() {
                 alias: None,
                 batch_index: 0,
                 labels: destructive_delete(),
+                args: vec![("volumeId".to_owned(), "v".to_owned())],
             }]
         }
     );
@@ -244,6 +245,36 @@ fn mutation_with_variables() {
     assert_eq!(
         summary(&i),
         Ok(vec![call(OpType::Mutation, "volumeDelete")])
+    );
+    // The variable is resolved for the summary a person reads.
+    assert_eq!(
+        i.calls()[0].args,
+        vec![("volumeId".to_owned(), "v".to_owned())]
+    );
+}
+
+#[test]
+fn arguments_are_kept_as_text_for_people() {
+    let i = query(
+        r#"mutation { volumeDelete(volumeId: "vol\u202eprod", force: true, n: 3, e: ALL, l: [1], o: {a: 1}, v: $missing) }"#,
+    );
+    assert_eq!(
+        i.calls()[0].args,
+        vec![
+            ("volumeId".to_owned(), "vol\u{202e}prod".to_owned()),
+            ("force".to_owned(), "true".to_owned()),
+            ("n".to_owned(), "3".to_owned()),
+            ("e".to_owned(), "ALL".to_owned()),
+            ("v".to_owned(), "$missing".to_owned()),
+        ]
+    );
+    let long = "x".repeat(1000);
+    let i = query(&format!(
+        r#"mutation {{ volumeDelete(volumeId: "{long}") }}"#
+    ));
+    assert_eq!(
+        i.calls()[0].args[0].1.len(),
+        blastwall_classify::graphql::MAX_ARG_CHARS
     );
 }
 
