@@ -4,19 +4,31 @@
 //! an action with side effects is durable before it is released (I4); if
 //! the record cannot be written, the action is refused.
 //!
-//! Later it owns the approval queue (an `ask` held for a person's yes, bound
-//! to one action digest). Until then an `ask` is refused with "needs
-//! approval", and says so.
+//! It owns the approval queue: with [`Gate::with_approvals`], an `ask`
+//! gets an approval id in its decision record, [`Gate::hold`] makes it a
+//! pending [`Approval`] bound to the digest of the request as it will be
+//! forwarded, and [`Gate::wait`] holds it until a person decides, it times
+//! out (a deny) or the agent goes away (abandoned). Without a queue an
+//! `ask` is refused with "needs approval", and says so.
 //!
-//! Main types: [`Gate`], [`Release`], [`Refusal`].
+//! Main types: [`Gate`], [`Release`], [`Refusal`], [`Approval`] and its
+//! [`ApprovalStore`] ([`SqliteStore`]), [`Queue`], [`Summary`].
 #![forbid(unsafe_code)]
+
+pub mod approval;
+mod queue;
+pub mod summary;
+
+pub use approval::{Approval, ApprovalStore, Query, SqliteStore, State, StoreError};
+pub use queue::{ApprovalConfig, Notifier, Queue};
+pub use summary::Summary;
 
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use blastwall_audit::bytes::path_to_json;
 use blastwall_audit::{AuditError, AuditLog, FsyncPolicy, Kind, LogFile};
-use blastwall_policy::{Action, Decision, FsOp, FsyncMode, Policy, RuleRef, Verdict};
+use blastwall_policy::{Action, Decision, FsOp, FsyncMode, Labels, Policy, RuleRef, Verdict};
 use serde::Serialize;
 use serde_json::{Value, json};
 
@@ -52,10 +64,12 @@ pub struct Refusal {
     pub reason: String,
     /// The part of the action that decided, if one of several.
     pub subject: Option<String>,
-    /// A pending approval's id (none until the approval queue exists).
+    /// The approval's id, for an `ask` the queue holds.
     pub approval: Option<String>,
     /// What was blocked, in a line.
     pub summary: String,
+    /// The risk labels of the decision.
+    pub labels: Labels,
 }
 
 impl fmt::Display for Refusal {
@@ -70,14 +84,14 @@ impl fmt::Display for Refusal {
         }
         writeln!(f, "  rule:       {}", self.rule)?;
         writeln!(f, "  reason:     {}", self.reason)?;
-        if self.verdict == Verdict::Ask {
-            match &self.approval {
-                Some(id) => writeln!(f, "  approval:   {id} (pending)")?,
-                None => writeln!(
-                    f,
-                    "  approval:   none: this version refuses every ask (the approval queue is not available yet)"
-                )?,
-            }
+        match (&self.approval, self.verdict) {
+            (Some(id), Verdict::Ask) => writeln!(f, "  approval:   {id} (pending)")?,
+            (Some(id), _) => writeln!(f, "  approval:   {id}")?,
+            (None, Verdict::Ask) => writeln!(
+                f,
+                "  approval:   none: asks are not held in this session, so every ask is refused"
+            )?,
+            (None, _) => {}
         }
         match self.request_id {
             Some(id) => writeln!(f, "  request id: {id}"),
@@ -102,6 +116,7 @@ pub enum GateError {
 pub struct Gate<F: LogFile = std::fs::File> {
     policy: Arc<Policy>,
     log: Mutex<AuditLog<F>>,
+    queue: Option<Arc<Queue>>,
 }
 
 impl<F: LogFile> Gate<F> {
@@ -110,6 +125,7 @@ impl<F: LogFile> Gate<F> {
         Gate {
             policy,
             log: Mutex::new(log),
+            queue: None,
         }
     }
 
@@ -136,6 +152,9 @@ impl<F: LogFile> Gate<F> {
     /// side effects (e.g. the proxy knows it will inject a credential).
     pub fn check_with(&self, action: &Action, side_effects: bool) -> Result<Release, Box<Refusal>> {
         let decision = self.policy.decide(action);
+        // An ask the queue will hold gets its approval's id on record now.
+        let approval =
+            (decision.verdict == Verdict::Ask && self.queue.is_some()).then(approval::new_id);
         let data = json!({
             "action": action_json(action),
             "verdict": decision.verdict,
@@ -144,7 +163,7 @@ impl<F: LogFile> Gate<F> {
             "labels": decision.labels,
             "subject": decision.subject,
             "side_effects": side_effects,
-            "approval": Value::Null,
+            "approval": approval,
         });
         // Append in one critical section and make durable in another, so
         // that one fdatasync covers every record appended meanwhile (group
@@ -173,6 +192,7 @@ impl<F: LogFile> Gate<F> {
                     subject: decision.subject,
                     approval: None,
                     summary: summarize(action),
+                    labels: decision.labels,
                 }));
             }
         };
@@ -187,8 +207,9 @@ impl<F: LogFile> Gate<F> {
                 reason: decision.reason.to_string(),
                 rule: decision.rule,
                 subject: decision.subject,
-                approval: None,
+                approval,
                 summary: summarize(action),
+                labels: decision.labels,
             })),
         }
     }
@@ -235,9 +256,14 @@ impl<F: LogFile> Gate<F> {
         outcome: &str,
         detail: Value,
     ) -> Result<(), GateError> {
+        self.outcome_of(release.request_id, outcome, detail)
+    }
+
+    /// Records what became of the action decided in record `seq`.
+    pub fn outcome_of(&self, seq: u64, outcome: &str, detail: Value) -> Result<(), GateError> {
         self.lock().append(
             Kind::Outcome,
-            json!({"decision_seq": release.request_id, "outcome": outcome, "detail": detail}),
+            json!({"decision_seq": seq, "outcome": outcome, "detail": detail}),
         )?;
         Ok(())
     }
@@ -268,6 +294,26 @@ impl<F: LogFile> Gate<F> {
         // A panic while holding the lock leaves the log as it was: appends
         // are single writes, so the data behind a poisoned lock is usable.
         self.log.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Nanoseconds since the epoch.
+pub fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+}
+
+/// `5m`, `90s`, `1h30m`.
+pub fn human_duration(d: std::time::Duration) -> String {
+    let s = d.as_secs();
+    match (s / 3600, (s % 3600) / 60, s % 60) {
+        (0, 0, 0) => format!("{}ms", d.as_millis()),
+        (0, 0, sec) => format!("{sec}s"),
+        (0, m, 0) => format!("{m}m"),
+        (0, m, sec) => format!("{m}m{sec}s"),
+        (h, 0, 0) => format!("{h}h"),
+        (h, m, _) => format!("{h}h{m}m"),
     }
 }
 

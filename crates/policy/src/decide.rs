@@ -58,7 +58,7 @@ impl fmt::Display for Verdict {
 /// Where the rule that decided stands: the manifest's file, line and column
 /// and the rule's path in the manifest (`network.rule[2]`), or a built-in
 /// default (line 0).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct RuleRef {
     /// The rule's path in the manifest, or the built-in default's name.
     pub id: Arc<str>,

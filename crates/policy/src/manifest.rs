@@ -1254,6 +1254,7 @@ impl Reader<'_, '_, '_> {
                 }
                 NonInteractive::Webhook
             }
+            Some(("wait", _)) => NonInteractive::Wait,
             Some(_) | None => NonInteractive::Deny,
         };
         if channels.iter().any(|c| c == "webhook")

@@ -90,7 +90,7 @@ pub(crate) const LABELS: &[&str] = &[
 ];
 const FS_OPS: &[&str] = &["read", "write"];
 const CHANNELS: &[&str] = &["terminal", "watch", "web", "webhook"];
-const NON_INTERACTIVE: &[&str] = &["deny", "webhook"];
+const NON_INTERACTIVE: &[&str] = &["deny", "wait", "webhook"];
 const WEBHOOK_FORMATS: &[&str] = &["slack", "discord", "json"];
 const FSYNC: &[&str] = &["always", "side-effects"];
 const SINK_TYPES: &[&str] = &["file", "otlp", "webhook"];
@@ -353,7 +353,7 @@ static APPROVAL: TableSchema = TableSchema {
         opt(
             "non_interactive",
             Ty::Enum(NON_INTERACTIVE),
-            "With no terminal (CI): `deny` at once (default) or wait on the `webhook`.",
+            "With no terminal (CI): `deny` at once (default), `wait` for `approve`, `watch` or the page, or `webhook` (post it and wait).",
         ),
         opt("webhook", Ty::Table(&WEBHOOK), WEBHOOK.doc),
     ],

@@ -74,6 +74,8 @@ pub struct Resolve {
 pub enum NonInteractive {
     /// Deny at once.
     Deny,
+    /// Wait for `blastwall approve`, `watch` or the page, as with a terminal.
+    Wait,
     /// Post to the webhook and wait.
     Webhook,
 }

@@ -85,6 +85,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         self.io.read_buf(&mut self.buf).await.map_err(ReadError::Io)
     }
 
+    /// Completes when the agent closes its side (or the connection fails)
+    /// while a request is held. Bytes that arrive meanwhile (a pipelined
+    /// request) are kept for later, up to `max` bytes; past that it stops
+    /// reading and never completes on its own.
+    pub(crate) async fn wait_closed(&mut self, max: usize) {
+        while self.buf.len() < max {
+            match self.fill().await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+        std::future::pending::<()>().await;
+    }
+
     /// Reads the next request head. Refuses obs-fold, bad header bytes,
     /// duplicate `Host`, `Content-Length` with `Transfer-Encoding`, repeated
     /// or malformed `Content-Length`, a transfer coding other than a lone

@@ -7,7 +7,7 @@ use std::task::{Context, Poll};
 
 use blastwall_classify::graphql::{self, Inspection, Opaque};
 use blastwall_gate::{Gate, Refusal, Release, summarize};
-use blastwall_policy::{Action, HostName, NetAction, Policy, Resolve, Scheme};
+use blastwall_policy::{Action, HostName, NetAction, Policy, Resolve, Scheme, Verdict};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
@@ -400,22 +400,64 @@ impl Shared {
         // 6. Decide (write-ahead; durable first when it has side effects).
         let side_effects =
             blastwall_gate::side_effects(&Action::Net(action.clone())) || plan.injects();
+        let mut pinned: Option<Target> = None;
         let release = match self.check(Action::Net(action.clone()), side_effects).await {
             Ok(r) => r,
-            Err(refusal) => {
-                let reply = refusal_reply(&refusal);
-                let bytes = reply.to_bytes(false, head_only);
-                return conn.write_all(&bytes).await.is_ok();
+            Err(refusal) if refusal.verdict == Verdict::Ask && refusal.approval.is_some() => {
+                // 6a. Held for a person: the approval binds to the request
+                // as it will be forwarded, to the address resolved now.
+                let seq = refusal.request_id.unwrap_or_default();
+                let target = match self.resolve(&action, seq, &summary).await {
+                    Ok(t) => t,
+                    Err(r) => return self.send_refusal(conn, &r, false, head_only).await,
+                };
+                let digest = self.approval_digest(head, &action, &plan, &raw, target.addr);
+                let gate = Arc::clone(&self.gate);
+                let (r2, a2) = (refusal.clone(), Action::Net(action.clone()));
+                let held = tokio::task::spawn_blocking(move || gate.hold(&r2, &a2, &digest)).await;
+                let approval = match held {
+                    Ok(Ok(a)) => a,
+                    Ok(Err(r)) => return self.send_gate_refusal(conn, &r, head_only).await,
+                    Err(_) => return self.send_gate_refusal(conn, &refusal, head_only).await,
+                };
+                match self
+                    .gate
+                    .wait(
+                        &approval,
+                        &refusal,
+                        conn.wait_closed(self.limits.max_head_bytes),
+                    )
+                    .await
+                {
+                    Ok(r) => {
+                        pinned = Some(target);
+                        r
+                    }
+                    Err(r) => return self.send_gate_refusal(conn, &r, head_only).await,
+                }
             }
+            Err(refusal) => return self.send_gate_refusal(conn, &refusal, head_only).await,
         };
-        // 7. Resolve, filter, connect (pinned), forward.
+        // 7. Resolve, filter, connect (pinned), forward. An approved request
+        // goes on a connection of its own to the address it was approved for.
         let key = (action.scheme, action.host.clone(), action.port);
-        if upstream
-            .as_ref()
-            .is_none_or(|u| u.key != key || u.sender.is_closed())
+        if pinned.is_some()
+            || upstream
+                .as_ref()
+                .is_none_or(|u| u.key != key || u.sender.is_closed())
         {
             *upstream = None;
-            match self.open_upstream(&action, &release, &summary).await {
+            let target = match pinned {
+                Some(t) => t,
+                None => match self.resolve(&action, release.request_id, &summary).await {
+                    Ok(t) => t,
+                    Err(r) => return self.send_refusal(conn, &r, false, head_only).await,
+                },
+            };
+            match self
+                .open_upstream(&action, target, &release, &summary)
+                .await
+            {
                 Ok(u) => *upstream = Some(u),
                 Err(r) => return self.send_refusal(conn, &r, false, head_only).await,
             }
@@ -487,6 +529,7 @@ impl Shared {
                     subject: None,
                     approval: None,
                     summary: String::new(),
+                    labels: blastwall_policy::Labels::EMPTY,
                 })),
             }
         } else {
@@ -494,38 +537,103 @@ impl Shared {
         }
     }
 
+    /// Resolves the action's host outside the wall and filters the
+    /// address; a refusal is recorded as the outcome of decision `seq`.
+    async fn resolve(
+        &self,
+        action: &NetAction,
+        seq: u64,
+        summary: &str,
+    ) -> Result<Target, ProxyRefusal> {
+        match upstream::resolve(&action.host, action.port, &self.resolve).await {
+            Ok(t) => Ok(t),
+            Err(ResolveError::Blocked { addr, why }) => Err(self.after_decision(
+                seq,
+                "proxy.address",
+                    403,
+                    Fault::Agent,
+                format!(
+                    "{} resolves to {addr}, which is {why}; such addresses are refused unless [network.resolve] declares them",
+                    action.host
+                ),
+                summary,
+            )),
+            Err(ResolveError::Lookup(why)) => Err(self.after_decision(
+                seq,
+                "proxy.resolve",
+                502,
+                Fault::Upstream,
+                format!("cannot resolve {}: {why}", action.host),
+                summary,
+            )),
+        }
+    }
+
+    /// The digest an approval binds to: the request as it will be
+    /// forwarded (method, URL, end-to-end headers as the agent sent them,
+    /// the credentials to inject by name, the body) and the pinned upstream
+    /// address. Real secret values never go into it.
+    fn approval_digest(
+        &self,
+        head: &Head,
+        action: &NetAction,
+        plan: &Plan,
+        body: &[u8],
+        addr: std::net::SocketAddr,
+    ) -> String {
+        use sha2::Digest as _;
+        let mut h = sha2::Sha256::new();
+        let mut field = |b: &[u8]| {
+            h.update(u64::try_from(b.len()).unwrap_or(u64::MAX).to_be_bytes());
+            h.update(b);
+        };
+        field(b"blastwall-approval-v1");
+        field(head.method.as_bytes());
+        let scheme = match action.scheme {
+            Scheme::Http => "http",
+            Scheme::Https => "https",
+        };
+        let mut url = format!("{scheme}://{}:{}{}", action.host, action.port, action.path);
+        if let Some(q) = &action.query {
+            url.push('?');
+            url.push_str(q);
+        }
+        field(url.as_bytes());
+        let named_by_connection: Vec<String> = head
+            .all("connection")
+            .flat_map(|v| v.split(','))
+            .map(|t| t.trim().to_ascii_lowercase())
+            .collect();
+        for (k, v) in &head.headers {
+            let lower = k.to_ascii_lowercase();
+            if HOP_BY_HOP.contains(&lower.as_str()) || named_by_connection.contains(&lower) {
+                continue;
+            }
+            field(lower.as_bytes());
+            field(v.as_bytes());
+        }
+        for (hi, ci, _) in &plan.headers {
+            if let Some(c) = self.creds.get(*ci) {
+                field(format!("credential {} in header {hi}", c.cred.name).as_bytes());
+            }
+        }
+        if let Some((_, cis)) = &plan.query {
+            for c in cis.iter().filter_map(|ci| self.creds.get(*ci)) {
+                field(format!("credential {} in query", c.cred.name).as_bytes());
+            }
+        }
+        field(body);
+        field(addr.to_string().as_bytes());
+        hex::encode(h.finalize())
+    }
+
     async fn open_upstream(
         &self,
         action: &NetAction,
+        target: Target,
         release: &Release,
         summary: &str,
     ) -> Result<Upstream, ProxyRefusal> {
-        let target = match upstream::resolve(&action.host, action.port, &self.resolve).await {
-            Ok(t) => t,
-            Err(ResolveError::Blocked { addr, why }) => {
-                return Err(self.after_release(
-                    release,
-                    "proxy.address",
-                    403,
-                    Fault::Agent,
-                    format!(
-                        "{} resolves to {addr}, which is {why}; such addresses are refused unless [network.resolve] declares them",
-                        action.host
-                    ),
-                    summary,
-                ));
-            }
-            Err(ResolveError::Lookup(why)) => {
-                return Err(self.after_release(
-                    release,
-                    "proxy.resolve",
-                    502,
-                    Fault::Upstream,
-                    format!("cannot resolve {}: {why}", action.host),
-                    summary,
-                ));
-            }
-        };
         let tls = (action.scheme == Scheme::Https).then_some(&self.client_tls);
         let stream = upstream::connect(target, &action.host, tls, self.limits.connect_timeout)
             .await
@@ -1053,8 +1161,22 @@ impl Shared {
         reason: String,
         summary: &str,
     ) -> ProxyRefusal {
-        let _ = self.gate.outcome(
-            release,
+        self.after_decision(release.request_id, rule, status, fault, reason, summary)
+    }
+
+    /// A refusal after decision `seq`: recorded as its outcome and as a
+    /// decision of the proxy's own.
+    fn after_decision(
+        &self,
+        seq: u64,
+        rule: &'static str,
+        status: u16,
+        fault: Fault,
+        reason: String,
+        summary: &str,
+    ) -> ProxyRefusal {
+        let _ = self.gate.outcome_of(
+            seq,
             "refused",
             json!({"rule": rule, "reason": reason, "fault": fault.to_string()}),
         );
@@ -1064,12 +1186,21 @@ impl Shared {
             fault,
             reason,
             summary.to_owned(),
-            json!({"decision_seq": release.request_id}),
+            json!({"decision_seq": seq}),
         );
         if r.request_id.is_none() {
-            r.request_id = Some(release.request_id);
+            r.request_id = Some(seq);
         }
         r
+    }
+
+    /// Writes the gate's refusal; returns whether the connection may go on.
+    async fn send_gate_refusal<S>(&self, conn: &mut Conn<S>, r: &Refusal, head_only: bool) -> bool
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send,
+    {
+        let bytes = refusal_reply(r).to_bytes(false, head_only);
+        conn.write_all(&bytes).await.is_ok()
     }
 
     fn misuse(&self, m: Misuse, summary: String) -> ProxyRefusal {

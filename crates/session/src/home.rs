@@ -81,6 +81,11 @@ impl Home {
         self.root.join("trust.json")
     }
 
+    /// The approval store (SQLite), shared by every session of the user.
+    pub fn approvals_db(&self) -> PathBuf {
+        self.root.join("approvals.db")
+    }
+
     /// Where sessions live.
     pub fn sessions_dir(&self) -> PathBuf {
         self.root.join("sessions")

@@ -253,6 +253,12 @@ impl SessionDir {
         self.root.join("audit.jsonl")
     }
 
+    /// The supervisor's control socket (present while it runs): `approve`
+    /// and `deny` poke it so a held ask re-reads the store at once.
+    pub fn control_socket(&self) -> PathBuf {
+        self.root.join("control.sock")
+    }
+
     /// The commit journal (present only while a commit is under way).
     pub fn journal(&self) -> PathBuf {
         self.root.join("commit.journal")

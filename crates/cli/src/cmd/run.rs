@@ -10,7 +10,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use blastwall_audit::AuditLog;
 use blastwall_gate::{Gate, fsync_policy};
-use blastwall_policy::{Policy, ProjectMode, Settings};
+use blastwall_policy::{NonInteractive, Policy, ProjectMode, Settings};
 use blastwall_sandbox::{Layer, SandboxSpec, SupervisorHooks};
 use blastwall_session::{Env, Home, Purpose, SessionDir, SessionMeta, now_ns, process_start_time};
 use serde_json::json;
@@ -189,7 +189,12 @@ pub(crate) fn run(a: &RunArgs, env: &Env) -> anyhow::Result<Status> {
     };
     spec.identity = identity;
     let log = AuditLog::create(session.audit_log(), &id, fsync_policy(s.audit.fsync))?;
-    let gate = Arc::new(Gate::new(Arc::clone(&policy), log));
+    // Asks are held for a person: the store is shared with `approve`.
+    let queue = match approval_queue(s, &home, &id, spec.tty) {
+        Ok(q) => q,
+        Err(e) => return not_started(&mut meta, e),
+    };
+    let gate = Arc::new(Gate::new(Arc::clone(&policy), log).with_approvals(queue));
     // The one way out: the proxy, accepting in the supervisor on a socket
     // bound inside the sandbox's network namespace.
     let proxy = match start_proxy(&policy, &gate, &home) {
@@ -208,6 +213,13 @@ pub(crate) fn run(a: &RunArgs, env: &Env) -> anyhow::Result<Status> {
         .enable_time()
         .build()
         .context("cannot start the proxy's runtime")?;
+    let control = session.control_socket();
+    if let Err(e) = listen_control(&control, &gate, &runtime) {
+        eprintln!(
+            "blastwall: note: no control socket at {} ({e}); approvals reach this session by polling the store",
+            control.display()
+        );
+    }
     gate.start(json!({
         "manifest": m.path.display().to_string(),
         "manifest_sha256": blastwall_session::manifest_digest(&m.bytes),
@@ -258,6 +270,7 @@ pub(crate) fn run(a: &RunArgs, env: &Env) -> anyhow::Result<Status> {
         signals_handle.close();
         r
     });
+    let _ = std::fs::remove_file(&control);
     let outcome = match outcome {
         Ok(r) => r,
         Err(_) => {
@@ -294,6 +307,98 @@ pub(crate) fn run(a: &RunArgs, env: &Env) -> anyhow::Result<Status> {
             Ok(Status::Code(CANNOT_RUN))
         }
     }
+}
+
+/// The approval queue of this session: the user's store, the manifest's
+/// timeout, and whether anybody can answer (a terminal, or a manifest that
+/// says to wait without one).
+fn approval_queue(
+    s: &Settings,
+    home: &Home,
+    session: &str,
+    tty: bool,
+) -> anyhow::Result<blastwall_gate::Queue> {
+    let db = home.approvals_db();
+    let store = blastwall_gate::SqliteStore::open(&db)
+        .with_context(|| format!("cannot open the approval store {}", db.display()))?;
+    let interactive = std::io::stdin().is_terminal() || std::io::stderr().is_terminal();
+    let cfg = blastwall_gate::ApprovalConfig {
+        timeout: s.approval.timeout,
+        wait: interactive || s.approval.non_interactive != NonInteractive::Deny,
+        ..blastwall_gate::ApprovalConfig::default()
+    };
+    let mut queue = blastwall_gate::Queue::new(Arc::new(store), session, cfg);
+    if s.approval.channels.iter().any(|c| c == "terminal") {
+        // The user's own terminal (the supervisor's stderr), never the
+        // agent's pty: the agent can neither forge nor overwrite it.
+        let timeout = blastwall_gate::human_duration(s.approval.timeout);
+        queue = queue.on_pending(Box::new(move |a| announce(a, tty, &timeout)));
+    }
+    Ok(queue)
+}
+
+fn announce(a: &blastwall_gate::Approval, raw: bool, timeout: &str) {
+    let nl = if raw { "\r\n" } else { "\n" };
+    let text = format!(
+        "{nl}blastwall: APPROVAL NEEDED {id}: {summary}{nl}  rule {rule}: {reason}{nl}  approve once: blastwall approve {id}    deny: blastwall deny {id}    (denied in {timeout} without an answer){nl}",
+        id = a.id,
+        summary = a.summary.terminal(),
+        rule = blastwall_gate::summary::clean(&a.rule.to_string(), 200),
+        reason = blastwall_gate::summary::clean(&a.reason, 400),
+    );
+    use std::io::Write as _;
+    let _ = std::io::stderr().write_all(text.as_bytes());
+}
+
+/// The session's control socket: `approve` and `deny` poke it so a held ask
+/// re-reads the store at once. Only the user (or root) may connect; what it
+/// carries is a wake-up, never a decision (the store holds those).
+fn listen_control(
+    path: &Path,
+    gate: &Arc<Gate>,
+    runtime: &tokio::runtime::Runtime,
+) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let Some(queue) = gate.queue().cloned() else {
+        return Ok(());
+    };
+    let _ = std::fs::remove_file(path);
+    let listener = std::os::unix::net::UnixListener::bind(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    listener.set_nonblocking(true)?;
+    let me = nix::unistd::geteuid().as_raw();
+    runtime.spawn(async move {
+        let Ok(listener) = tokio::net::UnixListener::from_std(listener) else {
+            return;
+        };
+        loop {
+            let Ok((mut sock, _)) = listener.accept().await else {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            };
+            let allowed = sock
+                .peer_cred()
+                .is_ok_and(|c| c.uid() == me || c.uid() == 0);
+            if !allowed {
+                continue;
+            }
+            let queue = Arc::clone(&queue);
+            tokio::spawn(async move {
+                use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+                let mut buf = [0u8; 128];
+                let read =
+                    tokio::time::timeout(std::time::Duration::from_secs(2), sock.read(&mut buf))
+                        .await;
+                if let Ok(Ok(n)) = read
+                    && buf.get(..n).is_some_and(|b| b.starts_with(b"wake"))
+                {
+                    queue.wake();
+                    let _ = sock.write_all(b"ok\n").await;
+                }
+            });
+        }
+    });
+    Ok(())
 }
 
 fn mode_word(m: ProjectMode) -> &'static str {
@@ -459,12 +564,18 @@ fn summary(session: &SessionDir, meta: &SessionMeta, out: &blastwall_sandbox::Ru
     if let Ok(events) = blastwall_audit::read_events(session.audit_log()) {
         let mut counts = [0usize; 3];
         let mut alerts = 0usize;
+        let mut approved = 0usize;
         for e in &events {
-            match e.data["verdict"].as_str() {
-                Some("allow") => counts[0] += 1,
-                Some("ask") => counts[1] += 1,
-                Some("deny") => counts[2] += 1,
-                Some(_) | None => {}
+            if e.kind == blastwall_audit::Kind::Decision {
+                match e.data["verdict"].as_str() {
+                    Some("allow") => counts[0] += 1,
+                    Some("ask") => counts[1] += 1,
+                    Some("deny") => counts[2] += 1,
+                    Some(_) | None => {}
+                }
+            }
+            if e.kind == blastwall_audit::Kind::Outcome && e.data["outcome"] == "approved" {
+                approved += 1;
             }
             if e.kind == blastwall_audit::Kind::Alert {
                 alerts += 1;
@@ -472,7 +583,7 @@ fn summary(session: &SessionDir, meta: &SessionMeta, out: &blastwall_sandbox::Ru
         }
         if counts.iter().sum::<usize>() + alerts > 0 {
             eprintln!(
-                "blastwall: requests: {} allowed, {} asked (refused: no approval queue yet), {} denied; {alerts} alert(s) (`blastwall log`)",
+                "blastwall: requests: {} allowed, {} asked ({approved} approved), {} denied; {alerts} alert(s) (`blastwall log`)",
                 counts[0], counts[1], counts[2]
             );
         }
