@@ -28,7 +28,7 @@ pub use gitconfig::sanitize_git_config;
 pub use overlay::{Change, ChangeKind, Entry, ReadError, changes, is_text};
 pub use sessions::{
     SessionDir, SessionError, SessionMeta, Status, list as list_sessions, now_ns,
-    process_start_time,
+    process_start_time, wake_session,
 };
 
 pub use discover::{MANIFEST_NAME, find_manifest};

@@ -386,3 +386,27 @@ mod tests {
         assert!(process_start_time(me).is_some());
     }
 }
+
+/// Wakes the held requests of `session` so they re-read the approval store
+/// at once (after `approve`, `deny`, `watch` or the page decided
+/// `approval`). Best effort: a held request also polls the store. Returns
+/// whether the session's supervisor answered.
+pub fn wake_session(home: &Home, session: &str, approval: &str) -> bool {
+    use std::io::{Read as _, Write as _};
+    let Ok(dir) = SessionDir::open(home, Some(session)) else {
+        return false;
+    };
+    let Ok(mut s) = std::os::unix::net::UnixStream::connect(dir.control_socket()) else {
+        return false;
+    };
+    let t = Some(std::time::Duration::from_secs(2));
+    let _ = s.set_read_timeout(t);
+    let _ = s.set_write_timeout(t);
+    if s.write_all(format!("wake {approval}\n").as_bytes())
+        .is_err()
+    {
+        return false;
+    }
+    let mut buf = [0u8; 8];
+    matches!(s.read(&mut buf), Ok(n) if n > 0)
+}

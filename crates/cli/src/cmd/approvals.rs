@@ -3,13 +3,12 @@
 //! the authority; the session's control socket only wakes the held request
 //! so it re-reads the store at once.
 
-use std::io::{BufRead as _, IsTerminal as _, Read as _, Write as _};
-use std::path::Path;
+use std::io::{BufRead as _, IsTerminal as _, Write as _};
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use blastwall_gate::{Approval, ApprovalStore as _, Query, SqliteStore, State, now_ns};
-use blastwall_session::{Env, Home, SessionDir};
+use blastwall_session::{Env, Home};
 use clap::Args;
 use serde_json::json;
 
@@ -186,28 +185,6 @@ fn confirm(question: &str) -> anyhow::Result<bool> {
     Ok(matches!(line.trim(), "y" | "Y" | "yes" | "YES" | "Yes"))
 }
 
-/// Wakes the session's held request (best effort: it also polls the store).
-fn poke(env: &Env, a: &Approval) -> bool {
-    let home = Home::locate(env);
-    let Ok(dir) = SessionDir::open(&home, Some(&a.session)) else {
-        return false;
-    };
-    poke_socket(&dir.control_socket(), &a.id)
-}
-
-fn poke_socket(path: &Path, id: &str) -> bool {
-    let Ok(mut s) = std::os::unix::net::UnixStream::connect(path) else {
-        return false;
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-    let _ = s.set_write_timeout(Some(Duration::from_secs(2)));
-    if s.write_all(format!("wake {id}\n").as_bytes()).is_err() {
-        return false;
-    }
-    let mut buf = [0u8; 8];
-    matches!(s.read(&mut buf), Ok(n) if n > 0)
-}
-
 pub(crate) fn decide(a: &DecideArgs, env: &Env, approve: bool) -> anyhow::Result<Status> {
     let store = open_store(env)?;
     let Some(current) = store.get(&a.id)? else {
@@ -279,7 +256,7 @@ pub(crate) fn decide(a: &DecideArgs, env: &Env, approve: bool) -> anyhow::Result
             a.id
         ));
     };
-    let woken = poke(env, &after);
+    let woken = blastwall_session::wake_session(&Home::locate(env), &after.session, &after.id);
     if a.json {
         out::json(
             &json!({"id": a.id, "done": true, "state": after.state, "woken": woken,
