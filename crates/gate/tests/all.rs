@@ -120,7 +120,7 @@ fn a_read_is_recorded_first_and_group_committed() {
 }
 
 #[test]
-fn ask_is_refused_with_needs_approval_until_the_queue_exists() {
+fn without_a_queue_an_ask_is_refused_with_needs_approval() {
     let rec = Recorder::default();
     let g = gate(&rec);
     let r = g.check(&req("DELETE", "/orders/1")).unwrap_err();
