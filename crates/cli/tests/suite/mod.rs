@@ -1,3 +1,4 @@
+mod approvals;
 mod init;
 mod log;
 mod network;

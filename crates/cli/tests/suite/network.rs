@@ -11,12 +11,12 @@ use super::World;
 /// A loopback HTTP/1.1 upstream that records each request head and body
 /// and answers with the Authorization it received (an echo, as a hostile
 /// upstream might).
-struct Upstream {
-    port: u16,
-    seen: Arc<Mutex<Vec<String>>>,
+pub(super) struct Upstream {
+    pub(super) port: u16,
+    pub(super) seen: Arc<Mutex<Vec<String>>>,
 }
 
-fn upstream() -> Upstream {
+pub(super) fn upstream() -> Upstream {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = l.local_addr().unwrap().port();
     let seen = Arc::new(Mutex::new(Vec::new()));
@@ -117,7 +117,7 @@ hosts = ["backboard.railway.app"]
     w
 }
 
-fn curl_available(w: &World) -> bool {
+pub(super) fn curl_available(w: &World) -> bool {
     let ok = std::process::Command::new("curl")
         .arg("--version")
         .output()
@@ -174,7 +174,10 @@ curl -s --max-time 5 --noproxy '*' http://127.0.0.1:{p}/direct; echo "direct=$?"
     assert!(joined.contains("Bearer REAL_TOKEN_c0ffee"), "{joined}");
     // volumeDelete never arrived, plain or batched; the agent got refusals naming the rule.
     assert!(!joined.contains("volumeDelete"), "{joined}");
-    assert!(stdout.contains("needs approval"), "{all}");
+    // With no terminal and the default `non_interactive = "deny"`, the ask
+    // is recorded as an approval and denied at once, and the agent is told.
+    assert!(stdout.contains("nobody can answer an ask"), "{all}");
+    assert!(stdout.contains("approval:   ap-"), "{all}");
     assert!(stdout.contains("network.rule[1]"), "{all}");
     // The placeholder sent to another host was refused: the upstream never saw /leak.
     assert!(!joined.contains("/leak"), "{joined}");
