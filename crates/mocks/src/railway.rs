@@ -81,6 +81,16 @@ impl MockRailway {
         })
     }
 
+    /// The mock over state that [`MockRailway::create`] seeded earlier
+    /// (another process serving the same world).
+    pub fn open(dir: &Path, token: &str) -> MockRailway {
+        MockRailway {
+            dir: dir.to_path_buf(),
+            token: token.to_owned(),
+            lock: Arc::new(Mutex::new(())),
+        }
+    }
+
     /// The request log (JSONL): one object per request with `method`,
     /// `path`, `authorization` (as received), `token_ok`, `fields` (the
     /// known root fields the body names), `body` (decoded) and `status`.
