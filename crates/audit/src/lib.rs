@@ -49,15 +49,20 @@
 #![deny(missing_docs)]
 
 pub mod bytes;
+pub mod checkpoint;
 mod line;
 mod schema;
 mod time;
 mod verify;
 mod writer;
 
-pub use schema::{ChainHash, Event, Kind, MAX_RECORD_BYTES, SCHEMA_VERSION};
+pub use checkpoint::{
+    CheckpointEvery, Checkpointer, Head, HeadsError, KeyError, PublicKey, SigningKey,
+};
+pub use schema::{ChainHash, Event, Kind, MAX_RECORD_BYTES, OLDEST_SCHEMA_VERSION, SCHEMA_VERSION};
 pub use time::{Clock, FixedClock, SystemClock, Timestamp, TimestampError};
 pub use verify::{
-    LogReader, Position, VerifyError, VerifyErrorKind, VerifyReport, read_events, verify,
+    LogReader, Position, VerifyError, VerifyErrorKind, VerifyOptions, VerifyReport, read_events,
+    verify, verify_with,
 };
-pub use writer::{Appended, AuditError, AuditLog, FsyncPolicy, LogFile};
+pub use writer::{Appended, AuditError, AuditLog, FsyncPolicy, LineTap, LogFile};

@@ -12,9 +12,16 @@ use crate::time::Timestamp;
 
 /// The version written in every record's `v` field.
 ///
-/// A reader refuses any other value ([`crate::VerifyErrorKind::WrongVersion`]):
-/// a new field, kind or hash rule is a new version.
-pub const SCHEMA_VERSION: u32 = 1;
+/// Version 2 added the [`Kind::Checkpoint`] record; its line layout and hash
+/// rule are those of version 1. A reader accepts versions
+/// [`OLDEST_SCHEMA_VERSION`] to [`SCHEMA_VERSION`], one version per log, and
+/// refuses any other value ([`crate::VerifyErrorKind::WrongVersion`]): a new
+/// field, kind or hash rule is a new version.
+pub const SCHEMA_VERSION: u32 = 2;
+
+/// The oldest version a reader still accepts: version 1 logs (no
+/// checkpoints) verify as they always did.
+pub const OLDEST_SCHEMA_VERSION: u32 = 1;
 
 /// The longest record, newline included, that the writer emits and the reader
 /// accepts (8 MiB).
@@ -27,7 +34,8 @@ pub const MAX_RECORD_BYTES: usize = 8 * 1024 * 1024;
 /// What a record is about; the `kind` field.
 ///
 /// A log is one session: `session-start` is seq 0 and appears nowhere else,
-/// and nothing follows a `session-end`.
+/// and nothing follows a `session-end` but, when the log is checkpointed,
+/// one final `checkpoint` that signs it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 #[non_exhaustive]
@@ -46,16 +54,23 @@ pub enum Kind {
     Alert,
     /// The last record: the session ended and the log is sealed.
     SessionEnd,
+    /// A signed checkpoint (schema version 2): `data` holds `head_seq` and
+    /// `head_hash`, the record just before it, the signer's public `key` and
+    /// an ed25519 `sig` over (session, head seq, head hash). Written only by
+    /// the writer's [`crate::Checkpointer`], every N records or T seconds and
+    /// after `session-end`.
+    Checkpoint,
 }
 
 impl Kind {
     /// Every kind, in schema order.
-    pub const ALL: [Kind; 5] = [
+    pub const ALL: [Kind; 6] = [
         Kind::SessionStart,
         Kind::Decision,
         Kind::Outcome,
         Kind::Alert,
         Kind::SessionEnd,
+        Kind::Checkpoint,
     ];
 
     /// The kind as it is written in the `kind` field, e.g. `"session-start"`.
@@ -66,7 +81,13 @@ impl Kind {
             Kind::Outcome => "outcome",
             Kind::Alert => "alert",
             Kind::SessionEnd => "session-end",
+            Kind::Checkpoint => "checkpoint",
         }
+    }
+
+    /// The kind spelled `text` (as in the `kind` field), if there is one.
+    pub fn parse(text: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.as_str() == text)
     }
 }
 
@@ -183,7 +204,8 @@ impl<'de> Deserialize<'de> for ChainHash {
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct Event {
-    /// Schema version; always [`SCHEMA_VERSION`] in a verified log.
+    /// Schema version: [`SCHEMA_VERSION`] for what this writer writes; a
+    /// verified log may also hold an older version, the same in every record.
     pub v: u32,
     /// Position in the chain: 0 for the first record, then +1 with no gaps.
     pub seq: u64,

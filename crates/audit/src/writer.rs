@@ -5,10 +5,13 @@ use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{self, BufReader};
 use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::checkpoint::{self, CheckpointData, Checkpointer, Head};
 use crate::line;
 use crate::schema::{ChainHash, Kind, MAX_RECORD_BYTES};
 use crate::time::{Clock, SystemClock, Timestamp};
@@ -68,6 +71,35 @@ impl LogFile for File {
 
     fn sync_data(&mut self) -> io::Result<()> {
         File::sync_data(self)
+    }
+}
+
+/// Where the writer hands a copy of every record it wrote: the sinks
+/// ([`crate::sinks::Sinks`]), or a test's recorder.
+///
+/// [`LineTap::offer`] is called with each whole line (newline included)
+/// right after it is written to the log, under the writer's lock: it must
+/// not block (queue the line and return). Whatever
+/// [`LineTap::take_alerts`] returns after an append is written to the log
+/// as `alert` records (the data of each), so that a sink falling behind is
+/// on record.
+pub trait LineTap: Send + fmt::Debug {
+    /// Takes a copy of one record. Must not block.
+    fn offer(&self, line: &[u8]);
+
+    /// Alerts to record, each the `data` of an `alert` record.
+    fn take_alerts(&self) -> Vec<Value> {
+        Vec::new()
+    }
+}
+
+impl<T: LineTap + Sync> LineTap for Arc<T> {
+    fn offer(&self, line: &[u8]) {
+        T::offer(self, line);
+    }
+
+    fn take_alerts(&self) -> Vec<Value> {
+        T::take_alerts(self)
     }
 }
 
@@ -142,6 +174,16 @@ pub enum AuditError {
         path: PathBuf,
         /// The seq of the `session-end` record.
         seq: u64,
+    },
+    /// Writing or syncing a checkpoint's head to the heads file failed (or
+    /// the heads file could not be opened). The log takes no more records:
+    /// what the heads file holds is no longer known.
+    #[error("cannot write checkpoint head to {}: {error}", path.display())]
+    Heads {
+        /// The heads file.
+        path: PathBuf,
+        /// The error from the operating system.
+        error: io::Error,
     },
     /// The session id is empty.
     #[error("audit log {}: the session id is empty", path.display())]
@@ -252,8 +294,22 @@ pub struct AuditLog<F: LogFile = File> {
     head: ChainHash,
     durable: Option<u64>,
     sealed: bool,
+    /// The checkpoint after `session-end` was written.
+    closed: bool,
     failed_at: Option<u64>,
     buf: Vec<u8>,
+    checkpoints: Option<Checkpointing>,
+    tap: Option<Box<dyn LineTap>>,
+}
+
+/// The writer's checkpoint state.
+#[derive(Debug)]
+struct Checkpointing {
+    cp: Checkpointer,
+    heads: File,
+    /// Records written since the last checkpoint.
+    since: u64,
+    last_at: Instant,
 }
 
 /// The line buffer is kept between appends; after an unusually large record
@@ -272,6 +328,8 @@ impl<F: LogFile> fmt::Debug for AuditLog<F> {
             .field("durable", &self.durable)
             .field("sealed", &self.sealed)
             .field("failed_at", &self.failed_at)
+            .field("checkpoints", &self.checkpoints)
+            .field("tap", &self.tap)
             .finish_non_exhaustive()
     }
 }
@@ -420,9 +478,58 @@ impl<F: LogFile> AuditLog<F> {
             head: ChainHash::ZERO,
             durable: None,
             sealed: false,
+            closed: false,
             failed_at: None,
             buf: Vec::with_capacity(1024),
+            checkpoints: None,
+            tap: None,
         })
+    }
+
+    /// Turns on signed checkpoints (the supervisor opts in when it creates
+    /// the log): after every `cp.every` records or interval, and after
+    /// `session-end`, the writer appends a `checkpoint` record signing the
+    /// record before it, makes the log durable through it (unless
+    /// [`FsyncPolicy::Never`]), and appends its head to the heads file, synced
+    /// as well. Opens (creating with mode 0600) the heads file.
+    pub fn with_checkpoints(mut self, cp: Checkpointer) -> Result<Self, AuditError> {
+        let heads = checkpoint::open_heads(&cp.heads_path).map_err(|error| AuditError::Heads {
+            path: cp.heads_path.clone(),
+            error,
+        })?;
+        self.checkpoints = Some(Checkpointing {
+            cp,
+            heads,
+            since: 0,
+            last_at: Instant::now(),
+        });
+        Ok(self)
+    }
+
+    /// Hands a copy of every record written from now on to `tap` (the
+    /// sinks), and records the alerts it returns.
+    #[must_use]
+    pub fn with_tap(mut self, tap: impl LineTap + 'static) -> Self {
+        self.tap = Some(Box::new(tap));
+        self
+    }
+
+    /// Writes a checkpoint now if checkpoints are on and records were
+    /// written since the last one (for a supervisor's timer: a checkpoint
+    /// otherwise waits for the next append). Returns it, or `None` when
+    /// there was nothing to sign.
+    pub fn checkpoint(&mut self) -> Result<Option<Appended>, AuditError> {
+        if let Some(seq) = self.failed_at {
+            return Err(AuditError::Poisoned {
+                path: self.path.clone(),
+                seq,
+            });
+        }
+        let pending = self.checkpoints.as_ref().is_some_and(|c| c.since > 0);
+        if !pending || self.closed || self.next_seq == 0 {
+            return Ok(None);
+        }
+        self.write_checkpoint().map(Some)
     }
 
     /// Replaces the clock that stamps each record's `time`.
@@ -444,6 +551,10 @@ impl<F: LogFile> AuditLog<F> {
     }
 
     /// Appends a record as [`AuditLog::append`] does, stamped with `time`.
+    ///
+    /// With checkpoints on, a checkpoint may follow the record (then the log
+    /// is durable through it); with a tap, the tap's alerts follow as `alert`
+    /// records. The returned seq is the record's own either way.
     pub fn append_at(
         &mut self,
         kind: Kind,
@@ -452,7 +563,12 @@ impl<F: LogFile> AuditLog<F> {
     ) -> Result<Appended, AuditError> {
         let seq = self.next_seq;
         self.check_usable()?;
-        if let Some(rule) = verify::placement_rule(seq, kind, false) {
+        let rule = if kind == Kind::Checkpoint {
+            Some("checkpoint records are written by the writer's checkpointer")
+        } else {
+            verify::placement_rule(seq, kind, false, false)
+        };
+        if let Some(rule) = rule {
             return Err(AuditError::KindOutOfPlace {
                 path: self.path.clone(),
                 seq,
@@ -467,13 +583,132 @@ impl<F: LogFile> AuditLog<F> {
                 found: json_type(&data),
             });
         }
+        let appended = self.append_checked(kind, &data, time)?;
+        let alerts = self
+            .tap
+            .as_ref()
+            .map(|t| t.take_alerts())
+            .unwrap_or_default();
+        for alert in alerts {
+            if self.sealed || !alert.is_object() {
+                continue;
+            }
+            let time = self.clock.now();
+            self.append_checked(Kind::Alert, &alert, time)?;
+        }
+        Ok(appended)
+    }
+
+    /// Writes a record that passed the checks, syncs it as the policy says,
+    /// and writes a checkpoint after it when one is due.
+    fn append_checked(
+        &mut self,
+        kind: Kind,
+        data: &Value,
+        time: Timestamp,
+    ) -> Result<Appended, AuditError> {
+        let appended = self.write_record(kind, data, time)?;
+        if let Some(c) = &mut self.checkpoints {
+            c.since += 1;
+        }
+        let sync_now = match self.fsync {
+            FsyncPolicy::Always => true,
+            FsyncPolicy::Batch => kind == Kind::SessionEnd,
+            FsyncPolicy::Never => false,
+        };
+        if sync_now {
+            self.sync_through(appended.seq)?;
+        }
+        let due = self.checkpoints.as_ref().is_some_and(|c| {
+            kind == Kind::SessionEnd
+                || c.since >= c.cp.every.records.max(1)
+                || c.cp
+                    .every
+                    .interval
+                    .is_some_and(|i| c.last_at.elapsed() >= i)
+        });
+        if due {
+            self.write_checkpoint()?;
+        }
+        Ok(appended)
+    }
+
+    /// Signs the head, appends the checkpoint record, makes the log durable
+    /// through it, then appends the head to the heads file and syncs that.
+    /// Any failure poisons the writer.
+    fn write_checkpoint(&mut self) -> Result<Appended, AuditError> {
+        let Some(mut cps) = self.checkpoints.take() else {
+            return Err(AuditError::Poisoned {
+                path: self.path.clone(),
+                seq: self.next_seq,
+            });
+        };
+        let result = self.write_checkpoint_with(&mut cps);
+        self.checkpoints = Some(cps);
+        if let Err(AuditError::Heads { .. }) = &result {
+            self.failed_at = Some(self.next_seq.saturating_sub(1));
+        }
+        result
+    }
+
+    fn write_checkpoint_with(&mut self, cps: &mut Checkpointing) -> Result<Appended, AuditError> {
+        let head_seq = self.next_seq.saturating_sub(1);
+        let head_hash = self.head;
+        let sig = cps
+            .cp
+            .key
+            .sign_checkpoint(&self.session, head_seq, &head_hash);
+        let data = CheckpointData {
+            head_seq,
+            head_hash,
+            key: cps.cp.key.public_key(),
+            sig,
+        };
+        let time = self.clock.now();
+        let appended = self.write_record(Kind::Checkpoint, &data.to_json(), time)?;
+        if self.sealed {
+            self.closed = true;
+        }
+        if self.fsync != FsyncPolicy::Never {
+            self.sync_through(appended.seq)?;
+        }
+        let head = Head {
+            session: self.session.clone(),
+            seq: head_seq,
+            hash: head_hash,
+            checkpoint_seq: appended.seq,
+            key: data.key.to_hex(),
+            sig: hex::encode(sig),
+        };
+        let heads_error = |error| AuditError::Heads {
+            path: cps.cp.heads_path.clone(),
+            error,
+        };
+        checkpoint::write_head(&mut cps.heads, &head).map_err(heads_error)?;
+        if self.fsync != FsyncPolicy::Never {
+            cps.heads.sync_data().map_err(heads_error)?;
+        }
+        cps.since = 0;
+        cps.last_at = Instant::now();
+        Ok(appended)
+    }
+
+    /// Encodes and writes one record, updates the chain and hands the line
+    /// to the tap. No sync.
+    fn write_record(
+        &mut self,
+        kind: Kind,
+        data: &Value,
+        time: Timestamp,
+    ) -> Result<Appended, AuditError> {
+        let seq = self.next_seq;
         let hash = line::encode(
             &mut self.buf,
             seq,
             time,
             &self.session_json,
             kind,
-            &data,
+            data,
             &self.head,
         )
         .map_err(|error| AuditError::Encode {
@@ -493,10 +728,6 @@ impl<F: LogFile> AuditLog<F> {
             });
         }
         let written = self.file.write_all(&self.buf);
-        if self.buf.capacity() > KEEP_BUFFER {
-            self.buf.clear();
-            self.buf.shrink_to(KEEP_BUFFER);
-        }
         if let Err(error) = written {
             self.failed_at = Some(seq);
             return Err(AuditError::Write {
@@ -505,16 +736,17 @@ impl<F: LogFile> AuditLog<F> {
                 error,
             });
         }
+        if let Some(tap) = &self.tap {
+            tap.offer(&self.buf);
+        }
+        if self.buf.capacity() > KEEP_BUFFER {
+            self.buf.clear();
+            self.buf.shrink_to(KEEP_BUFFER);
+        }
         self.next_seq = seq + 1;
         self.head = hash;
-        self.sealed = kind == Kind::SessionEnd;
-        let sync_now = match self.fsync {
-            FsyncPolicy::Always => true,
-            FsyncPolicy::Batch => kind == Kind::SessionEnd,
-            FsyncPolicy::Never => false,
-        };
-        if sync_now {
-            self.sync_through(seq)?;
+        if kind == Kind::SessionEnd {
+            self.sealed = true;
         }
         Ok(Appended { seq, hash })
     }

@@ -1,6 +1,7 @@
 //! Test modules, and the helpers they share.
 
 mod bytes;
+mod checkpoint;
 mod common;
 mod docs;
 mod reopen;

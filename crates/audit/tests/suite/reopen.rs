@@ -66,7 +66,7 @@ fn open_append_refuses_a_torn_tail_and_names_the_seq() -> TestResult {
     let path = dir.path().join("audit.jsonl");
     write_log(&path, 3, false)?;
     let mut bytes = std::fs::read(&path)?;
-    bytes.extend_from_slice(b"{\"v\":1,\"seq\":3,\"time\":\"2026-05");
+    bytes.extend_from_slice(b"{\"v\":2,\"seq\":3,\"time\":\"2026-05");
     std::fs::write(&path, &bytes)?;
     let e = AuditLog::open_append(&path, FsyncPolicy::Batch)
         .err()

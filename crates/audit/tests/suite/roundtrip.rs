@@ -113,13 +113,13 @@ fn line_format_is_exactly_as_documented() -> TestResult {
 
     let zeros = "0".repeat(64);
     let body0 = format!(
-        "{{\"v\":1,\"seq\":0,\"time\":\"2026-05-01T12:00:00.123456789Z\",\"session\":\"s-\\\"1\\\"\",\
+        "{{\"v\":2,\"seq\":0,\"time\":\"2026-05-01T12:00:00.123456789Z\",\"session\":\"s-\\\"1\\\"\",\
          \"kind\":\"session-start\",\"data\":{{\"b\":1,\"a\":[true,null]}},\"prev\":\"{zeros}\"}}"
     );
     let line0 = seal_body(&body0);
     let hash0 = first.hash.to_hex();
     let body1 = format!(
-        "{{\"v\":1,\"seq\":1,\"time\":\"2026-05-01T12:00:00.123456789Z\",\"session\":\"s-\\\"1\\\"\",\
+        "{{\"v\":2,\"seq\":1,\"time\":\"2026-05-01T12:00:00.123456789Z\",\"session\":\"s-\\\"1\\\"\",\
          \"kind\":\"decision\",\"data\":{{\"verdict\":\"deny\"}},\"prev\":\"{hash0}\"}}"
     );
     let line1 = seal_body(&body1);
@@ -152,10 +152,10 @@ fn golden_first_record() -> TestResult {
     let text = std::fs::read_to_string(&path)?;
     assert_eq!(
         text,
-        "{\"v\":1,\"seq\":0,\"time\":\"2026-05-01T12:00:00.000000000Z\",\"session\":\"s1\",\
+        "{\"v\":2,\"seq\":0,\"time\":\"2026-05-01T12:00:00.000000000Z\",\"session\":\"s1\",\
          \"kind\":\"session-start\",\"data\":{\"manifest\":\"sha256:ab\"},\
          \"prev\":\"0000000000000000000000000000000000000000000000000000000000000000\",\
-         \"hash\":\"7561b276437a048f2878ef647b7239aace8bd5bb1eb2712b898616c22a811535\"}\n"
+         \"hash\":\"c70b7db4a1504adc95748febe5da142430c89f87fe52f58ac4e361d9b9391cc0\"}\n"
     );
     Ok(())
 }
@@ -183,7 +183,8 @@ fn kinds_are_spelled_as_documented() -> TestResult {
             "decision",
             "outcome",
             "alert",
-            "session-end"
+            "session-end",
+            "checkpoint"
         ]
     );
     for kind in Kind::ALL {

@@ -321,11 +321,11 @@ fn forged_session_is_a_session_mismatch() -> TestResult {
 #[test]
 fn other_version_is_refused() -> TestResult {
     let e = attacked(4, |l| {
-        l[0] = reforge(&l[0], |body| body.replacen("{\"v\":1,", "{\"v\":2,", 1));
+        l[0] = reforge(&l[0], |body| body.replacen("{\"v\":2,", "{\"v\":3,", 1));
     })?;
     assert_eq!(e.seq(), Some(0));
     assert!(
-        matches!(e.kind, VerifyErrorKind::WrongVersion { found: 2 }),
+        matches!(e.kind, VerifyErrorKind::WrongVersion { found: 3 }),
         "{e}"
     );
     Ok(())
@@ -334,11 +334,11 @@ fn other_version_is_refused() -> TestResult {
 #[test]
 fn other_version_with_another_layout_is_refused_as_such() -> TestResult {
     let e = attacked(4, |l| {
-        l[1] = b"{\"v\":2,\"seq\":1,\"sig\":\"...\"}\n".to_vec();
+        l[1] = b"{\"v\":3,\"seq\":1,\"sig\":\"...\"}\n".to_vec();
     })?;
     assert_eq!(e.seq(), Some(1));
     assert!(
-        matches!(e.kind, VerifyErrorKind::WrongVersion { found: 2 }),
+        matches!(e.kind, VerifyErrorKind::WrongVersion { found: 3 }),
         "{e}"
     );
     Ok(())
@@ -384,7 +384,7 @@ fn record_after_session_end_is_out_of_place() -> TestResult {
     let e = attacked(4, |l| {
         let prev = hash_of(&l[3]);
         let body = format!(
-            "{{\"v\":1,\"seq\":4,\"time\":\"2026-05-01T12:00:01.000000000Z\",\"session\":\"{SESSION}\",\
+            "{{\"v\":2,\"seq\":4,\"time\":\"2026-05-01T12:00:01.000000000Z\",\"session\":\"{SESSION}\",\
              \"kind\":\"decision\",\"data\":{{}},\"prev\":\"{prev}\"}}"
         );
         l.push(seal_body(&body));
