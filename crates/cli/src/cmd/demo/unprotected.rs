@@ -95,7 +95,11 @@ impl SupervisorHooks for Hooks {
 }
 
 fn spec_for(job: &Job, argv: Vec<OsString>, ca_pem: &str) -> SandboxSpec {
-    let mut spec = SandboxSpec::new(argv, job.project.clone(), job.home.clone());
+    // The sandbox mounts its `home` as a read-only tmpfs and would cover a
+    // read-write grant of that same path: give it an empty directory of the
+    // world as its home, and the world's fake home as a plain grant ($HOME
+    // points at it).
+    let mut spec = SandboxSpec::new(argv, job.project.clone(), job.root.join("sandbox-home"));
     spec.project_mode = blastwall_sandbox::ProjectMode::ReadWrite;
     spec.rw_paths = vec![job.home.clone()];
     spec.loopback_listeners = vec![TLS_PORT, HTTP_PORT, TCP_PORT];

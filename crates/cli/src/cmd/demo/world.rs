@@ -311,6 +311,7 @@ impl World {
 
         MockRailway::create(&self.srv.join("railway"), &self.token)?;
         std::fs::create_dir_all(&self.bw_home)?;
+        std::fs::create_dir_all(self.root.join("sandbox-home"))?;
         // The developer's own config: the Railway token's source (I8).
         write(
             &self.bw_home.join("config.toml"),
