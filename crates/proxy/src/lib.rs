@@ -88,6 +88,7 @@
 mod ca;
 mod creds;
 mod decode;
+pub mod dns;
 mod error;
 mod h1;
 mod placeholder;
@@ -288,6 +289,37 @@ impl Proxy {
         listener: std::net::TcpListener,
     ) -> impl Future<Output = Result<(), ProxyError>> + Send + 'static {
         let shared = Arc::clone(&self.shared);
-        async move { serve::accept_loop(shared, listener).await }
+        async move { serve::accept_loop(shared, listener, serve::Entry::Proxy).await }
+    }
+
+    /// Accepts connections that programs ignoring the proxy variables made
+    /// straight to `port` (names inside the wall resolve to 127.0.0.1, see
+    /// [`dns`]): with `tls`, the ClientHello's SNI names the host and the
+    /// connection is intercepted with the session CA like a CONNECT to
+    /// `host:port`; without, each request's `Host` header names it. Every
+    /// request is then decided exactly as through the proxy.
+    pub fn serve_transparent(
+        &self,
+        listener: std::net::TcpListener,
+        port: u16,
+        tls: bool,
+    ) -> impl Future<Output = Result<(), ProxyError>> + Send + 'static {
+        let shared = Arc::clone(&self.shared);
+        let entry = if tls {
+            serve::Entry::Tls { port }
+        } else {
+            serve::Entry::Http { port }
+        };
+        async move { serve::accept_loop(shared, listener, entry).await }
+    }
+
+    /// Answers name lookups inside the wall on `socket` (UDP, created by the
+    /// supervisor in the sandbox's network namespace): see [`dns`].
+    pub fn serve_dns(
+        &self,
+        socket: std::net::UdpSocket,
+    ) -> impl Future<Output = Result<(), ProxyError>> + Send + 'static {
+        let gate = Arc::clone(&self.shared.gate);
+        async move { dns::serve(socket, gate).await }
     }
 }

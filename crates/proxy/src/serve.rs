@@ -104,9 +104,21 @@ impl Shared {
     }
 }
 
+/// How agent connections reach an accept loop.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Entry {
+    /// The proxy port: absolute-form requests and CONNECT.
+    Proxy,
+    /// Straight to port `port`, TLS: the SNI names the host.
+    Tls { port: u16 },
+    /// Straight to port `port`, plain HTTP: each `Host` header names it.
+    Http { port: u16 },
+}
+
 pub(crate) async fn accept_loop(
     shared: Arc<Shared>,
     listener: std::net::TcpListener,
+    entry: Entry,
 ) -> Result<(), ProxyError> {
     listener.set_nonblocking(true).map_err(ProxyError::Listen)?;
     let listener = tokio::net::TcpListener::from_std(listener).map_err(ProxyError::Listen)?;
@@ -128,7 +140,14 @@ pub(crate) async fn accept_loop(
         let s = Arc::clone(&shared);
         tokio::spawn(async move {
             let _permit = permit;
-            s.serve_plain(sock).await;
+            match entry {
+                Entry::Proxy => s.serve_plain(sock).await,
+                Entry::Tls { port } => s.serve_transparent_tls(sock, port).await,
+                Entry::Http { port } => {
+                    let mut conn = Conn::new(sock);
+                    let _ = s.serve_requests(&mut conn, &Via::Origin { port }).await;
+                }
+            }
         });
     }
 }
@@ -138,8 +157,12 @@ pub(crate) async fn accept_loop(
 enum Via {
     /// Straight to the proxy: absolute-form requests, or CONNECT.
     Plain,
-    /// Inside an intercepted CONNECT tunnel to this host and port.
+    /// Inside an intercepted CONNECT tunnel (or a TLS connection made
+    /// straight to the port, named by its SNI) to this host and port.
     Tunnel { host: HostName, port: u16 },
+    /// Plain HTTP made straight to this port (a program that ignores the
+    /// proxy variables): origin-form requests, the `Host` header names the host.
+    Origin { port: u16 },
 }
 
 /// A cached upstream connection of one agent connection.
@@ -165,6 +188,53 @@ const HOP_BY_HOP: &[&str] = &[
 ];
 
 impl Shared {
+    /// A TLS connection made straight to `port` inside the wall: the SNI
+    /// names the host; intercepted with the session CA, then each request
+    /// is decided like any other. No SNI, no service: the host is unknown.
+    async fn serve_transparent_tls(self: &Arc<Self>, sock: TcpStream, port: u16) {
+        let acceptor =
+            tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), sock);
+        let Ok(Ok(start)) = tokio::time::timeout(self.limits.connect_timeout, acceptor).await
+        else {
+            return;
+        };
+        let sni = start.client_hello().server_name().map(str::to_owned);
+        let Some(host) = sni.as_deref().and_then(|s| HostName::parse(s).ok()) else {
+            let _ = self.proxy_refusal(
+                "proxy.transparent",
+                400,
+                Fault::Agent,
+                "a TLS connection made straight to a port inside the wall must name its host (SNI); this one does not".into(),
+                format!("TLS to port {port} without SNI"),
+                json!({}),
+            );
+            return;
+        };
+        let cfg = match self.ca.server_config(&host) {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = self.proxy_refusal(
+                    "proxy.tls",
+                    502,
+                    Fault::Blastwall,
+                    e.to_string(),
+                    format!("TLS to {host}:{port}"),
+                    json!({}),
+                );
+                return;
+            }
+        };
+        let Ok(Ok(tls)) =
+            tokio::time::timeout(self.limits.connect_timeout, start.into_stream(cfg)).await
+        else {
+            return;
+        };
+        let mut inner = Conn::new(tls);
+        let _ = self
+            .serve_requests(&mut inner, &Via::Tunnel { host, port })
+            .await;
+    }
+
     async fn serve_plain(self: &Arc<Self>, sock: TcpStream) {
         let mut conn = Conn::new(sock);
         if let Some((head, _)) = self.serve_requests(&mut conn, &Via::Plain).await {
@@ -209,7 +279,7 @@ impl Shared {
             if head.method == "CONNECT" {
                 match via {
                     Via::Plain => return Some((head, framing)),
-                    Via::Tunnel { .. } => {
+                    Via::Tunnel { .. } | Via::Origin { .. } => {
                         let r = self.proxy_refusal(
                             "proxy.framing",
                             400,
@@ -282,6 +352,30 @@ impl Shared {
                     return false;
                 }
                 format!("https://{host}:{port}{}", head.target)
+            }
+            Via::Origin { port } => {
+                let named = head.one("host").and_then(|h| {
+                    let (host, p) = match parse_authority(h) {
+                        Some((host, p)) => (host, p),
+                        None => (HostName::parse(h).ok()?, *port),
+                    };
+                    (p == *port).then_some(host)
+                });
+                let Some(host) = named.filter(|_| head.target.starts_with('/')) else {
+                    let r = self.proxy_refusal(
+                        "proxy.framing",
+                        400,
+                        Fault::Agent,
+                        format!(
+                            "a request made straight to port {port} needs a path and a Host header naming a host on that port"
+                        ),
+                        line,
+                        json!({}),
+                    );
+                    let _ = self.send_refusal(conn, &r, true, head_only).await;
+                    return false;
+                };
+                format!("http://{host}:{port}{}", head.target)
             }
         };
         // 2. The body, whole and bounded.

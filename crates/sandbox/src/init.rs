@@ -217,6 +217,13 @@ fn setup_and_run(
             crate::tty::send_fd(sock, &[b'l', hi, lo], l.as_raw_fd())
                 .map_err(|e| setup_err("hand a listener to the supervisor", e))?;
         }
+        for &port in &cfg.spec.loopback_udp {
+            let u = std::net::UdpSocket::bind(("127.0.0.1", port))
+                .map_err(|e| setup_err(&format!("bind udp 127.0.0.1:{port} inside"), e))?;
+            let [hi, lo] = port.to_be_bytes();
+            crate::tty::send_fd(sock, &[b'u', hi, lo], u.as_raw_fd())
+                .map_err(|e| setup_err("hand a udp socket to the supervisor", e))?;
+        }
     }
 
     // The pty, from the sandbox's own devpts.

@@ -113,6 +113,11 @@ pub struct SandboxSpec {
     /// and the command may connect to them (Landlock).
     #[serde(default)]
     pub loopback_listeners: Vec<u16>,
+    /// UDP ports bound on 127.0.0.1 inside the sandbox's network namespace
+    /// and handed to [`SupervisorHooks::loopback_udp`] (the name server
+    /// blastwall answers on).
+    #[serde(default)]
+    pub loopback_udp: Vec<u16>,
     /// Files shown read-only inside with contents the caller chose (a
     /// sanitised `.git/config` or `~/.gitconfig`, the CA bundle with the
     /// session CA). The path must exist on the host, or lie in the home
@@ -169,6 +174,7 @@ impl SandboxSpec {
             tcp_bind_ports: Vec::new(),
             hostname: "blastwall".to_owned(),
             loopback_listeners: Vec::new(),
+            loopback_udp: Vec::new(),
             injected: Vec::new(),
         }
     }
@@ -450,6 +456,13 @@ pub trait SupervisorHooks {
         listeners: Vec<(u16, std::net::TcpListener)>,
     ) -> Result<(), String> {
         drop(listeners);
+        Ok(())
+    }
+
+    /// The sockets of [`SandboxSpec::loopback_udp`], bound inside the
+    /// sandbox's network namespace, before the command starts.
+    fn loopback_udp(&mut self, sockets: Vec<(u16, std::net::UdpSocket)>) -> Result<(), String> {
+        drop(sockets);
         Ok(())
     }
 

@@ -249,18 +249,19 @@ pub fn run(
         nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(nix_err("cannot create the start pipe"))?;
     let (report_read, report_write) =
         nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(nix_err("cannot create the report pipe"))?;
-    let tty_pair = if spec.tty || !spec.loopback_listeners.is_empty() {
-        let (a, b) = nix::sys::socket::socketpair(
-            nix::sys::socket::AddressFamily::Unix,
-            nix::sys::socket::SockType::Stream,
-            None,
-            nix::sys::socket::SockFlag::SOCK_CLOEXEC,
-        )
-        .map_err(nix_err("cannot create the pty socket"))?;
-        Some((a, b))
-    } else {
-        None
-    };
+    let tty_pair =
+        if spec.tty || !spec.loopback_listeners.is_empty() || !spec.loopback_udp.is_empty() {
+            let (a, b) = nix::sys::socket::socketpair(
+                nix::sys::socket::AddressFamily::Unix,
+                nix::sys::socket::SockType::Stream,
+                None,
+                nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+            )
+            .map_err(nix_err("cannot create the pty socket"))?;
+            Some((a, b))
+        } else {
+            None
+        };
     let (rows, cols) = crate::tty::host_size();
 
     let cfg = InitConfig {
@@ -364,11 +365,13 @@ pub fn run(
 
     // The loopback listeners arrive before the agent starts, or never
     // (setup failed: the socket closes and the reports say why).
+    let expected = spec.loopback_listeners.len() + spec.loopback_udp.len();
     if let Some(sock) = &tty_sock
-        && !spec.loopback_listeners.is_empty()
+        && expected > 0
     {
         let mut listeners = Vec::new();
-        for _ in &spec.loopback_listeners {
+        let mut udp = Vec::new();
+        for _ in 0..expected {
             match crate::tty::recv_fd(sock) {
                 Ok(([b'l', hi, lo], fd)) => {
                     listeners.push((
@@ -376,13 +379,22 @@ pub fn run(
                         std::net::TcpListener::from(fd),
                     ));
                 }
+                Ok(([b'u', hi, lo], fd)) => {
+                    udp.push((u16::from_be_bytes([hi, lo]), std::net::UdpSocket::from(fd)));
+                }
                 _ => break,
             }
         }
-        if listeners.len() == spec.loopback_listeners.len() {
-            hooks
-                .loopback_listeners(listeners)
-                .map_err(SandboxError::Hook)?;
+        if listeners.len() == spec.loopback_listeners.len() && udp.len() == spec.loopback_udp.len()
+        {
+            if !listeners.is_empty() {
+                hooks
+                    .loopback_listeners(listeners)
+                    .map_err(SandboxError::Hook)?;
+            }
+            if !udp.is_empty() {
+                hooks.loopback_udp(udp).map_err(SandboxError::Hook)?;
+            }
         }
     }
     let tty_sock = if spec.tty { tty_sock } else { None };

@@ -36,6 +36,16 @@ fn project_owner(root: &Path) -> (u32, u32) {
 /// The proxy's port on the sandbox's loopback.
 const PROXY_PORT: u16 = 3128;
 
+/// Ports where programs that ignore the proxy variables are caught: names
+/// inside resolve to 127.0.0.1 (blastwall's name server on udp 53), and
+/// the supervisor accepts on these ports there (plain HTTP, TLS).
+const TRANSPARENT_HTTP: u16 = 80;
+const TRANSPARENT_TLS: u16 = 443;
+const DNS_PORT: u16 = 53;
+
+/// The resolver configuration inside: blastwall's name server only.
+const RESOLV_CONF: &str = "/etc/resolv.conf";
+
 /// Where the session CA is added to the system bundle inside (a view: the
 /// host's file is not changed), and where it goes when the host has none.
 const SYSTEM_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
@@ -81,7 +91,20 @@ fn start_proxy(
 /// The proxy as the agent sees it: the variables pointing at it, the
 /// session CA in the trust store, the placeholders.
 fn wire_proxy(spec: &mut SandboxSpec, proxy: &blastwall_proxy::Proxy, home: &Path) {
-    spec.loopback_listeners.push(PROXY_PORT);
+    spec.loopback_listeners
+        .extend([PROXY_PORT, TRANSPARENT_HTTP, TRANSPARENT_TLS]);
+    spec.loopback_udp.push(DNS_PORT);
+    // Where the host's resolv.conf is a symlink (systemd-resolved), the
+    // view goes over the file it points to.
+    match std::fs::canonicalize(RESOLV_CONF) {
+        Ok(path) if path.is_file() => spec.injected.push(blastwall_sandbox::InjectedFile {
+            path,
+            contents: b"# blastwall: names are answered inside the wall\nnameserver 127.0.0.1\noptions timeout:1 attempts:1\n".to_vec(),
+        }),
+        _ => eprintln!(
+            "blastwall: note: {RESOLV_CONF} is missing on this host; programs that ignore the proxy variables find no name server inside"
+        ),
+    }
     let url = format!("http://127.0.0.1:{PROXY_PORT}");
     for k in [
         "HTTP_PROXY",
@@ -416,7 +439,7 @@ fn not_enforced_notes(s: &Settings) -> Vec<String> {
     if s.has_exec_rules {
         v.push("exec rules are parsed and explained but not enforced by `run` yet (no exec interceptor)".to_owned());
     }
-    v.push("the network is reached only through the proxy (HTTP_PROXY/HTTPS_PROXY); programs that ignore those variables are not captured yet and find no way out".to_owned());
+    v.push("the network is reached only through the proxy: HTTP_PROXY/HTTPS_PROXY, or, for programs that ignore them, blastwall's name server and ports 80 and 443 on the sandbox's loopback; a connection to any other port finds no way out".to_owned());
     if !s.audit.sinks.is_empty() {
         v.push("audit sinks beyond the session's own log are not written yet".to_owned());
     }
@@ -444,10 +467,26 @@ impl SupervisorHooks for Hooks<'_> {
         for (port, l) in listeners {
             l.set_nonblocking(true)
                 .map_err(|e| format!("proxy listener on port {port}: {e}"))?;
-            let serve = self.proxy.serve(l);
+            let serve: std::pin::Pin<Box<dyn Future<Output = _> + Send>> = match port {
+                TRANSPARENT_HTTP => Box::pin(self.proxy.serve_transparent(l, port, false)),
+                TRANSPARENT_TLS => Box::pin(self.proxy.serve_transparent(l, port, true)),
+                _ => Box::pin(self.proxy.serve(l)),
+            };
             self.runtime.spawn(async move {
                 if let Err(e) = serve.await {
-                    eprintln!("blastwall: the proxy stopped: {e}");
+                    eprintln!("blastwall: the proxy stopped on port {port}: {e}");
+                }
+            });
+        }
+        Ok(())
+    }
+
+    fn loopback_udp(&mut self, sockets: Vec<(u16, std::net::UdpSocket)>) -> Result<(), String> {
+        for (port, u) in sockets {
+            let serve = self.proxy.serve_dns(u);
+            self.runtime.spawn(async move {
+                if let Err(e) = serve.await {
+                    eprintln!("blastwall: the name server stopped on port {port}: {e}");
                 }
             });
         }

