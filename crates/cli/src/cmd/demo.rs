@@ -44,6 +44,11 @@ pub(crate) struct DemoArgs {
     /// that the checks catch a wrong manifest: the table names the file.
     #[arg(long, value_name = "DIR")]
     pub(crate) manifest_override: Option<PathBuf>,
+    /// Keep each scratch world under DIR instead of removing it (its path
+    /// is in the JSON as `world`): for looking at, or testing, the state
+    /// the agents left.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) keep_worlds: Option<PathBuf>,
     /// Internal: run one unprotected half (the child the demo starts).
     #[arg(long, hide = true, value_name = "FILE")]
     pub(crate) unprotected_job: Option<PathBuf>,
@@ -74,6 +79,8 @@ struct HalfRow {
     assessment: Assessment,
     exit: i32,
     session: Option<String>,
+    /// The scratch world, when kept (`--keep-worlds`).
+    world: Option<PathBuf>,
     /// What the agent printed (and, inside, what blastwall told it).
     output: String,
 }
@@ -241,7 +248,8 @@ fn scenario(
     };
     eprintln!("{} {} ({})", paint.bold("demo:"), sc.name, sc.title);
     eprintln!("  without the wall, in a throw-away sandbox and world …");
-    match without(sc, missing, real_home) {
+    let keep = a.keep_worlds.as_deref();
+    match without(sc, missing, real_home, keep) {
         Ok(h) => {
             let mark = if h.assessment.ok {
                 paint.red("damage done")
@@ -269,7 +277,7 @@ fn scenario(
         }
         _ => Ok(sc.manifest.to_owned()),
     };
-    match manifest.and_then(|m| with(sc, &m, sandbox)) {
+    match manifest.and_then(|m| with(sc, &m, sandbox, keep)) {
         Ok((h, approvals, alerts, verified)) => {
             row.permitted.clone_from(&h.assessment.permitted);
             row.permitted_done = h.assessment.permitted_done;
@@ -307,8 +315,9 @@ fn without(
     sc: &Scenario,
     missing: &[String],
     real_home: &std::path::Path,
+    keep: Option<&std::path::Path>,
 ) -> anyhow::Result<HalfRow> {
-    let w = World::create()?;
+    let w = World::create(keep)?;
     let before = Before::take(&w);
     let r = run::unprotected(sc.agent, &w, missing, real_home)?;
     let assessment = scenarios::assess(sc, Half::Without, &w, &before, &r);
@@ -316,6 +325,7 @@ fn without(
         assessment,
         exit: r.code,
         session: None,
+        world: keep.map(|_| w.root.clone()),
         output: r.output,
     })
 }
@@ -324,8 +334,9 @@ fn with(
     sc: &Scenario,
     manifest: &str,
     sandbox: &str,
+    keep: Option<&std::path::Path>,
 ) -> anyhow::Result<(HalfRow, usize, usize, bool)> {
-    let w = World::create()?;
+    let w = World::create(keep)?;
     let mocks = run::HostMocks::start(&w)?;
     let manifest = run::fill(manifest, &mocks, sandbox);
     // The manifest is part of the project before the agent starts.
@@ -349,6 +360,7 @@ fn with(
             assessment,
             exit: r.code,
             session: r.session,
+            world: keep.map(|_| w.root.clone()),
             output: r.output,
         },
         asks,

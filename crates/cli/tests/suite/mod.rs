@@ -1,4 +1,5 @@
 mod approvals;
+mod demo;
 mod init;
 mod log;
 mod network;

@@ -123,12 +123,16 @@ pub(super) fn git(dir: &Path, scratch: &Path, args: &[&str]) -> anyhow::Result<S
 }
 
 impl World {
-    /// Seeds a new world in a new scratch directory.
-    pub(super) fn create() -> anyhow::Result<World> {
-        let dir = tempfile::Builder::new()
-            .prefix("blastwall-demo-")
-            .tempdir()
-            .context("cannot create a scratch directory")?;
+    /// Seeds a new world in a new scratch directory (under `keep_in`, and
+    /// then kept, when given).
+    pub(super) fn create(keep_in: Option<&Path>) -> anyhow::Result<World> {
+        let mut b = tempfile::Builder::new();
+        b.prefix("blastwall-demo-");
+        let dir = match keep_in {
+            Some(d) => b.tempdir_in(d),
+            None => b.tempdir(),
+        }
+        .context("cannot create a scratch directory")?;
         let root = dir.keep();
         let id = random_hex();
         let mut w = World {
@@ -140,7 +144,7 @@ impl World {
             markers: Vec::new(),
             env_secret: ("AWS_SECRET_ACCESS_KEY".into(), format!("BWMARK_ENV_{id}")),
             root,
-            owned: true,
+            owned: keep_in.is_none(),
         };
         // The agent may run as another uid (root gives it 65534): it must
         // reach the world.
