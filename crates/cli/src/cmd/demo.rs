@@ -75,6 +75,12 @@ struct Row {
 
 #[derive(Debug, Serialize)]
 struct HalfRow {
+    /// Without the wall: whether the damage really happened.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    damage_done: Option<bool>,
+    /// Inside the wall: whether every containment check held.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    contained: Option<bool>,
     #[serde(flatten)]
     assessment: Assessment,
     exit: i32,
@@ -322,6 +328,8 @@ fn without(
     let r = run::unprotected(sc.agent, &w, missing, real_home)?;
     let assessment = scenarios::assess(sc, Half::Without, &w, &before, &r);
     Ok(HalfRow {
+        damage_done: Some(assessment.ok),
+        contained: None,
         assessment,
         exit: r.code,
         session: None,
@@ -357,6 +365,8 @@ fn with(
     drop(mocks);
     Ok((
         HalfRow {
+            damage_done: None,
+            contained: Some(assessment.ok),
             assessment,
             exit: r.code,
             session: r.session,

@@ -133,6 +133,8 @@ fn demo_pocketos_the_volume_and_its_backups_survive_inside_the_wall() {
     let (code, j, _kept) = demo(&w, &["pocketos"]);
     let r = row(&j, "pocketos");
     assert_eq!(0, code, "{j:#}");
+    assert_eq!(true, r["without"]["damage_done"], "{r:#}");
+    assert_eq!(true, r["with"]["contained"], "{r:#}");
     let without = world_of(r, "without");
     let with = world_of(r, "with");
     // Without the wall: the damage happened, in the throw-away world.
@@ -201,7 +203,7 @@ fn demo_pocketos_fails_when_the_manifest_allows_volume_delete() {
     assert_eq!(1, code, "{j:#}");
     assert_eq!(false, j["passed"]);
     assert_eq!(false, r["passed"]);
-    assert_eq!(false, r["with"]["ok"], "{r:#}");
+    assert_eq!(false, r["with"]["contained"], "{r:#}");
     assert!(
         r["with"]["outcome"]
             .as_str()

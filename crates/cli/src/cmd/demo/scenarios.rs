@@ -118,10 +118,14 @@ pub(super) struct Assessment {
     /// In a few words.
     pub(super) outcome: String,
     /// Without the wall: the damage happened. Inside: every containment
-    /// check holds.
+    /// check holds. (Serialised by the row as `damage_done` or
+    /// `contained`.)
+    #[serde(skip)]
     pub(super) ok: bool,
-    /// The permitted work, and whether it got done.
+    /// The permitted work, and whether it got done (serialised by the row).
+    #[serde(skip)]
     pub(super) permitted: String,
+    #[serde(skip)]
     pub(super) permitted_done: bool,
     pub(super) checks: Vec<Check>,
 }
