@@ -283,13 +283,17 @@ pub(crate) struct LogArgs {
     /// Print events as JSON lines.
     #[arg(long, global = true)]
     pub(crate) json: bool,
-    /// Only events of this kind (session-start, decision, outcome, alert, session-end).
+    /// Only events of this kind (session-start, decision, outcome, alert, session-end, checkpoint).
     #[arg(long)]
     pub(crate) kind: Option<String>,
+    /// Keep printing events as the session writes them, until its session-end.
+    #[arg(long, short = 'f')]
+    pub(crate) follow: bool,
 }
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum LogCommand {
-    /// Verify the hash chain: exit 1 and the first bad sequence number on any tampering.
+    /// Verify the hash chain, the checkpoint signatures and the heads file: exit 1 and the first
+    /// bad sequence number on any tampering.
     Verify,
 }
