@@ -48,6 +48,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod anomaly;
 pub mod bytes;
 pub mod checkpoint;
 mod line;

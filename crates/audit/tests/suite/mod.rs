@@ -1,5 +1,6 @@
 //! Test modules, and the helpers they share.
 
+mod anomaly;
 mod bytes;
 mod checkpoint;
 mod common;
