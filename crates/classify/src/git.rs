@@ -115,6 +115,12 @@ pub enum GitError {
 /// packfile) is not read. A body that is only a flush packet gives no
 /// updates.
 pub fn parse_receive_pack(body: &[u8]) -> Result<Vec<RefUpdate>, GitError> {
+    receive_pack_commands(body).map(|(u, _)| u)
+}
+
+/// Like [`parse_receive_pack`], with the offset where the command list
+/// ends (after its flush packet): push options or the packfile follow.
+pub fn receive_pack_commands(body: &[u8]) -> Result<(Vec<RefUpdate>, usize), GitError> {
     let mut updates = Vec::new();
     let mut shallow = 0usize;
     let mut offset = 0usize;
@@ -123,7 +129,7 @@ pub fn parse_receive_pack(body: &[u8]) -> Result<Vec<RefUpdate>, GitError> {
         let start = offset;
         offset = pkt.end;
         let Some(data) = pkt.data else {
-            return Ok(updates);
+            return Ok((updates, offset));
         };
         // Git strips one trailing LF; capabilities follow a NUL on any line.
         let data = data.strip_suffix(b"\n").unwrap_or(data);

@@ -45,6 +45,7 @@ pub mod argv;
 pub mod git;
 pub mod graphql;
 pub mod http;
+pub mod pack;
 mod text;
 
 use serde::Serialize;

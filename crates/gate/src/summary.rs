@@ -212,8 +212,10 @@ fn net(n: &NetAction, subject: Option<&str>) -> Summary {
         let u = &first.update;
         let (verb, what) = if u.delete {
             ("delete", "ref")
-        } else if first.non_fast_forward == Some(true) {
+        } else if first.non_fast_forward == Some(true) && first.ancestry.is_none() {
             ("force-push", "ref")
+        } else if first.non_fast_forward == Some(true) {
+            ("push (not shown to be a fast-forward)", "ref")
         } else if u.old.bytes().all(|b| b == b'0') {
             ("create", "ref")
         } else {

@@ -57,9 +57,14 @@ pub struct PushUpdate {
     /// The update as the client sent it.
     #[serde(flatten)]
     pub update: RefUpdateView,
-    /// `Some(true)` when the update is known not to be a fast-forward,
-    /// `None` when the proxy could not tell.
+    /// `Some(false)` when the pushed pack shows a fast-forward;
+    /// `Some(true)` when it shows a rewrite, or cannot show a fast-forward
+    /// (then `ancestry` says why); `None` with no pack to read (a deletion,
+    /// `policy explain`, `policy test`).
     pub non_fast_forward: Option<bool>,
+    /// Why the pack could not show a fast-forward, when it could not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ancestry: Option<String>,
 }
 
 /// A serialisable view of [`git::RefUpdate`].
@@ -262,21 +267,45 @@ fn inspect_graphql(
 }
 
 fn read_push(body: &[u8]) -> GitPush {
-    match git::parse_receive_pack(body) {
-        Ok(updates) => GitPush::Updates {
-            updates: updates
-                .into_iter()
-                .map(|u| PushUpdate {
-                    update: RefUpdateView {
-                        delete: matches!(u.kind, git::RefUpdateKind::Delete),
-                        name: u.name,
-                        old: u.old,
-                        new: u.new,
-                    },
-                    non_fast_forward: None,
-                })
-                .collect(),
-        },
+    match git::receive_pack_commands(body) {
+        Ok((updates, end)) => {
+            let pack = blastwall_classify::pack::find_pack(body, end);
+            let hash_len = updates.first().map_or(20, |u| u.new.len() / 2);
+            let commits = pack.map(|p| blastwall_classify::pack::read_commits(p, hash_len));
+            GitPush::Updates {
+                updates: updates
+                    .into_iter()
+                    .map(|u| {
+                        let (non_fast_forward, ancestry) = match (&u.kind, &commits) {
+                            (git::RefUpdateKind::Update, Some(c)) => {
+                                match c.ancestry(&u.old, &u.new) {
+                                    blastwall_classify::pack::Ancestry::FastForward => {
+                                        (Some(false), None)
+                                    }
+                                    blastwall_classify::pack::Ancestry::NotFastForward => {
+                                        (Some(true), None)
+                                    }
+                                    blastwall_classify::pack::Ancestry::Unknown(why) => {
+                                        (Some(true), Some(why.to_owned()))
+                                    }
+                                }
+                            }
+                            _ => (None, None),
+                        };
+                        PushUpdate {
+                            update: RefUpdateView {
+                                delete: matches!(u.kind, git::RefUpdateKind::Delete),
+                                name: u.name,
+                                old: u.old,
+                                new: u.new,
+                            },
+                            non_fast_forward,
+                            ancestry,
+                        }
+                    })
+                    .collect(),
+            }
+        }
         Err(e) => GitPush::Unreadable {
             reason: e.to_string(),
         },

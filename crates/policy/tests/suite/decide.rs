@@ -244,7 +244,7 @@ fn push_body(lines: &[(&str, &str, &str)]) -> Vec<u8> {
         out.extend_from_slice(format!("{:04x}", payload.len() + 4).as_bytes());
         out.extend_from_slice(payload.as_bytes());
     }
-    out.extend_from_slice(b"0000PACK");
+    out.extend_from_slice(b"0000");
     out
 }
 
@@ -266,6 +266,13 @@ on_delete = "deny"
     let url = "https://git.example.com/team/repo.git/git-receive-pack";
     let feature = push_body(&[(&a, &b, "refs/heads/feature/x")]);
     assert_eq!(Verdict::Allow, net(&p, "POST", url, Some(&feature)).verdict);
+    // A pack that cannot show the update to be a fast-forward is treated
+    // as a rewrite (`on_force`, ask by default).
+    let mut unreadable = feature.clone();
+    unreadable.extend_from_slice(b"PACK\0\0\0\x02\0\0\0\x01garbage");
+    let d = net(&p, "POST", url, Some(&unreadable));
+    assert_eq!(Verdict::Ask, d.verdict);
+    assert_eq!(Some("ref refs/heads/feature/x"), d.subject.as_deref());
     let main = push_body(&[
         (&a, &b, "refs/heads/feature/x"),
         (&a, &b, "refs/heads/main"),
