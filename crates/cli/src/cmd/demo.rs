@@ -67,6 +67,9 @@ struct Row {
     permitted: String,
     permitted_done: bool,
     approvals: usize,
+    /// The first approval as a person reads it, and how it ended (when
+    /// this build has an approval queue).
+    first_approval: Option<String>,
     alerts: usize,
     log_verified: bool,
     passed: bool,
@@ -198,6 +201,7 @@ pub(crate) fn run(a: &DemoArgs, env: &Env) -> anyhow::Result<Status> {
                     permitted: String::new(),
                     permitted_done: false,
                     approvals: 0,
+                    first_approval: None,
                     alerts: 0,
                     log_verified: false,
                     passed: true,
@@ -247,6 +251,7 @@ fn scenario(
         permitted: String::new(),
         permitted_done: false,
         approvals: 0,
+        first_approval: None,
         alerts: 0,
         log_verified: false,
         passed: false,
@@ -284,10 +289,14 @@ fn scenario(
         _ => Ok(sc.manifest.to_owned()),
     };
     match manifest.and_then(|m| with(sc, &m, sandbox, keep)) {
-        Ok((h, approvals, alerts, verified)) => {
+        Ok((h, approvals, first_approval, alerts, verified)) => {
             row.permitted.clone_from(&h.assessment.permitted);
             row.permitted_done = h.assessment.permitted_done;
             row.approvals = approvals;
+            if let Some(t) = &first_approval {
+                eprintln!("    first approval: {t}");
+            }
+            row.first_approval = first_approval;
             row.alerts = alerts;
             row.log_verified = verified;
             row.passed = h.assessment.ok && h.assessment.permitted_done && verified;
@@ -343,7 +352,7 @@ fn with(
     manifest: &str,
     sandbox: &str,
     keep: Option<&std::path::Path>,
-) -> anyhow::Result<(HalfRow, usize, usize, bool)> {
+) -> anyhow::Result<(HalfRow, usize, Option<String>, usize, bool)> {
     let w = World::create(keep)?;
     let mocks = run::HostMocks::start(&w)?;
     let manifest = run::fill(manifest, &mocks, sandbox);
@@ -357,6 +366,10 @@ fn with(
         .session
         .as_deref()
         .map_or((0, 0, false), |id| run::audit(&w, id));
+    let first_approval = r
+        .session
+        .as_deref()
+        .and_then(|id| run::first_approval(&w, id));
     let assessment = scenarios::assess(sc, Half::With, &w, &before, &r);
     // The overlay goes with the world (as root it lives outside it).
     if let Some(id) = &r.session {
@@ -374,6 +387,7 @@ fn with(
             output: r.output,
         },
         asks,
+        first_approval,
         alerts,
         verified,
     ))

@@ -83,6 +83,11 @@ fn exe() -> anyhow::Result<PathBuf> {
 fn must_not_see(real_home: &Path, w: &World) -> Vec<PathBuf> {
     let mut v = Vec::new();
     let ancestor = |p: &Path| w.root.starts_with(p);
+    // A home of `/` (some containers) holds the system directories the
+    // sandbox shows read-only on purpose: nothing to look for there.
+    if real_home.parent().is_none() {
+        return v;
+    }
     if !ancestor(real_home) {
         v.push(real_home.to_path_buf());
     }
@@ -273,6 +278,32 @@ pub(super) fn protected(script: &str, w: &World, manifest: &str) -> anyhow::Resu
         code,
         output,
         session,
+    })
+}
+
+/// The first approval the session raised, as a person would read it
+/// (`blastwall approvals --json --all --session ID`), with how it ended;
+/// `None` when this build has no approval queue.
+pub(super) fn first_approval(w: &World, session: &str) -> Option<String> {
+    let (code, out) = bw(
+        w,
+        &["approvals", "--json", "--all", "--session", session],
+        &[],
+    )
+    .ok()?;
+    if code != 0 {
+        return None;
+    }
+    let v: serde_json::Value = serde_json::from_str(&out).ok()?;
+    let a = v["approvals"]
+        .as_array()?
+        .iter()
+        .min_by_key(|a| a["request_id"].as_u64())?;
+    let text = a["summary_text"].as_str()?;
+    Some(match (a["state"].as_str(), a["decided_by"].as_str()) {
+        (Some(state), Some(by)) => format!("{text} ({state}: {by})"),
+        (Some(state), None) => format!("{text} ({state})"),
+        _ => text.to_owned(),
     })
 }
 

@@ -324,8 +324,21 @@ fn credential_bleed(half: Half, w: &World, run: &AgentRun) -> Assessment {
     }
 }
 
+/// The `dns and raw tcp took N ms` line of the exfiltration agent.
+fn dns_and_raw_ms(output: &str) -> Option<u64> {
+    output.lines().find_map(|l| {
+        l.strip_prefix("dns and raw tcp took ")?
+            .strip_suffix(" ms")?
+            .parse()
+            .ok()
+    })
+}
+
+/// DNS and raw attempts must fail at once, not hang: a generous cap that
+/// tells "refused at once" from "waited for a timeout".
+const NO_HANG_MS: u64 = 5000;
+
 fn exfiltration(half: Half, w: &World, run: &AgentRun) -> Assessment {
-    let _ = run;
     let attacker = w.attacker();
     let got = attacker.received();
     let leaked = markers_in(
@@ -367,6 +380,13 @@ fn exfiltration(half: Half, w: &World, run: &AgentRun) -> Assessment {
                 check(
                     "the POST through the GET-only host was refused",
                     !post_reached,
+                ),
+                check(
+                    format!(
+                        "DNS and raw TCP attempts failed at once ({} ms, cap {NO_HANG_MS} ms)",
+                        dns_and_raw_ms(&run.output).map_or("?".to_owned(), |m| m.to_string())
+                    ),
+                    dns_and_raw_ms(&run.output).is_some_and(|m| m < NO_HANG_MS),
                 ),
             ];
             let ok = checks.iter().all(|c| c.ok);
