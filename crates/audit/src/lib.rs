@@ -53,6 +53,7 @@ pub mod bytes;
 pub mod checkpoint;
 mod line;
 mod schema;
+pub mod sinks;
 mod time;
 mod verify;
 mod writer;

@@ -553,8 +553,9 @@ impl<F: LogFile> AuditLog<F> {
     /// Appends a record as [`AuditLog::append`] does, stamped with `time`.
     ///
     /// With checkpoints on, a checkpoint may follow the record (then the log
-    /// is durable through it); with a tap, the tap's alerts follow as `alert`
-    /// records. The returned seq is the record's own either way.
+    /// is durable through it); with a tap, the tap's pending alerts follow
+    /// as `alert` records (before a `session-end`, since nothing may follow
+    /// it). The returned seq is the record's own either way.
     pub fn append_at(
         &mut self,
         kind: Kind,
@@ -583,20 +584,29 @@ impl<F: LogFile> AuditLog<F> {
                 found: json_type(&data),
             });
         }
+        if kind == Kind::SessionEnd {
+            // Nothing follows session-end: the tap's pending alerts go first.
+            self.record_tap_alerts()?;
+        }
         let appended = self.append_checked(kind, &data, time)?;
+        if !self.sealed {
+            self.record_tap_alerts()?;
+        }
+        Ok(appended)
+    }
+
+    /// Writes the alerts the tap has pending as `alert` records.
+    fn record_tap_alerts(&mut self) -> Result<(), AuditError> {
         let alerts = self
             .tap
             .as_ref()
             .map(|t| t.take_alerts())
             .unwrap_or_default();
-        for alert in alerts {
-            if self.sealed || !alert.is_object() {
-                continue;
-            }
+        for alert in alerts.into_iter().filter(Value::is_object) {
             let time = self.clock.now();
             self.append_checked(Kind::Alert, &alert, time)?;
         }
-        Ok(appended)
+        Ok(())
     }
 
     /// Writes a record that passed the checks, syncs it as the policy says,

@@ -7,6 +7,7 @@ mod common;
 mod docs;
 mod reopen;
 mod roundtrip;
+mod sinks;
 mod tamper;
 mod time;
 mod writer;
