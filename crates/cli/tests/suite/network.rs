@@ -263,3 +263,84 @@ curl -s --max-time 5 http://api.example.test:{p}/other-port; echo "other-port-rc
     assert!(log.contains("dns-exfiltration"), "{log}");
     w.run(&["log", "verify"]).expect(0);
 }
+
+#[test]
+fn a_killed_supervisor_loses_no_decision_whose_request_went_out() {
+    let up = upstream();
+    let w = World::new();
+    w.write(
+        "project/blastwall.toml",
+        &format!(
+            r#"version = 1
+[[network.rule]]
+host = "api.example.test"
+ports = [{p}]
+methods = ["POST"]
+verdict = "allow"
+[network.resolve]
+"api.example.test:{p}" = "127.0.0.1:{p}"
+{accept}"#,
+            p = up.port,
+            accept = super::accept_missing_here(&w),
+        ),
+    );
+    w.run(&["trust"]).expect(0);
+    if rustix::process::geteuid().is_root() {
+        std::os::unix::fs::chown(w.project(), Some(65534), Some(65534)).unwrap();
+    }
+    if !curl_available(&w) {
+        return;
+    }
+    let script = format!(
+        "i=0; while [ $i -lt 100000 ]; do curl -s -X POST --data \"n$i\" http://api.example.test:{}/orders >/dev/null; i=$((i+1)); done",
+        up.port
+    );
+    let mut child = w
+        .command(&w.project(), &["run", "--", "sh", "-c", &script])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while up.seen.lock().unwrap().len() < 20 {
+        assert!(start.elapsed() < std::time::Duration::from_secs(60), "no traffic");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    // SIGKILL: no chance to flush, seal or clean up.
+    child.kill().unwrap();
+    child.wait().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let seen_at_kill = up.seen.lock().unwrap().len();
+    std::thread::sleep(std::time::Duration::from_millis(1000));
+    // The wall died with its supervisor: nothing more went out.
+    assert_eq!(seen_at_kill, up.seen.lock().unwrap().len());
+    // Every request the upstream received has its decision on disk.
+    let log = w.run(&["log", "--json"]).stdout();
+    for r in up.seen.lock().unwrap().iter() {
+        let body = r.rsplit_once('\n').map_or("", |(_, b)| b);
+        assert!(
+            log.contains(&format!("\"body_digest\":\"{}\"", sha256_hex(body.as_bytes()))),
+            "the request with body {body} went out with no decision on record"
+        );
+    }
+    // The log is intact up to where it stopped.
+    let v = w.run(&["log", "verify", "--json"]);
+    assert_eq!(0, v.code(), "{}{}", v.stdout(), v.stderr());
+}
+
+fn sha256_hex(b: &[u8]) -> String {
+    use std::fmt::Write as _;
+    let out = std::process::Command::new("sha256sum")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write as _;
+            c.stdin.take().unwrap().write_all(b)?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    let mut s = String::new();
+    let _ = write!(s, "{}", String::from_utf8_lossy(&out.stdout));
+    s.split_whitespace().next().unwrap_or_default().to_owned()
+}
