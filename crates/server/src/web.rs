@@ -127,6 +127,9 @@ struct App {
     counter: Mutex<u64>,
     recent: Mutex<VecDeque<Arc<FeedEvent>>>,
     pushes: broadcast::Sender<Push>,
+    /// Set once the server is stopping: event streams end, so a graceful
+    /// shutdown does not wait on open pages.
+    closing: tokio::sync::watch::Sender<bool>,
     by: String,
 }
 
@@ -284,8 +287,13 @@ impl Server {
             counter: Mutex::new(0),
             recent: Mutex::new(VecDeque::new()),
             pushes,
+            closing: tokio::sync::watch::channel(false).0,
             by: cfg.by.clone(),
         };
+        if cfg.record {
+            // Best effort: without it a webhook says to run `serve`.
+            let _ = crate::serve_file::write(&cfg.home, &base);
+        }
         Ok(Server {
             listener,
             app: Arc::new(app),
@@ -317,13 +325,13 @@ impl Server {
     ) -> Result<(), ServeError> {
         let stop = Arc::new(AtomicBool::new(false));
         let poller = spawn_poller(Arc::clone(&self.app), self.poll, Arc::clone(&stop));
-        if self.record {
-            // Best effort: without it a webhook says to run `serve`.
-            let _ = crate::serve_file::write(&self.app.home, &self.base);
-        }
         let app = router(Arc::clone(&self.app));
+        let closing = self.app.closing.clone();
         let served = axum::serve(self.listener, app)
-            .with_graceful_shutdown(shutdown)
+            .with_graceful_shutdown(async move {
+                shutdown.await;
+                let _ = closing.send(true);
+            })
             .await;
         stop.store(true, Ordering::SeqCst);
         if self.record {
@@ -618,28 +626,40 @@ fn sse_event(p: &Push) -> SseEvent {
     }
 }
 
-/// Server-Sent Events: `hello`, the recent `audit` events, then live
+/// Server-Sent Events: `hello`, the pending count, the recent `audit` events, then live
 /// `audit` and `approvals` (the pending set changed) events.
 async fn api_events(
     State(app): State<Arc<App>>,
 ) -> Sse<impl Stream<Item = Result<SseEvent, std::convert::Infallible>>> {
     let rx = app.pushes.subscribe();
     let recent: Vec<Arc<FeedEvent>> = lock(&app.recent).iter().cloned().collect();
-    let hello = stream::once(async { Ok(SseEvent::default().event("hello").data("{}")) });
+    let pending = feed::approvals(&*app.store, false).map_or(0, |a| a.len());
+    let hello = stream::iter([
+        Ok(SseEvent::default().event("hello").data("{}")),
+        Ok(sse_event(&Push::Approvals(pending))),
+    ]);
     let past = stream::iter(
         recent
             .into_iter()
             .map(|e| Ok(sse_event(&Push::Audit(e))))
             .collect::<Vec<_>>(),
     );
-    let live = stream::unfold(rx, |mut rx| async move {
-        match rx.recv().await {
-            Ok(p) => Some((Ok(sse_event(&p)), rx)),
+    let closing = app.closing.subscribe();
+    let live = stream::unfold((rx, closing), |(mut rx, mut closing)| async move {
+        if *closing.borrow() {
+            return None;
+        }
+        let got = tokio::select! {
+            got = rx.recv() => got,
+            _ = closing.changed() => return None,
+        };
+        match got {
+            Ok(p) => Some((Ok(sse_event(&p)), (rx, closing))),
             Err(broadcast::error::RecvError::Lagged(n)) => {
                 let e = SseEvent::default()
                     .event("lagged")
                     .data(format!("{{\"missed\":{n}}}"));
-                Some((Ok(e), rx))
+                Some((Ok(e), (rx, closing)))
             }
             Err(broadcast::error::RecvError::Closed) => None,
         }
