@@ -375,3 +375,57 @@ fn demo_names_what_it_cannot_run_and_refuses_unknown_names() {
     );
     assert!(r.stdout().contains("replit"), "{}", r.stdout());
 }
+
+/// "Without the wall" never touches the machine: the preflight inside
+/// the throw-away sandbox refuses to start the agent when a path of the
+/// real machine it looks for is visible, and lets it start when none is.
+#[test]
+fn demo_unprotected_half_refuses_to_start_when_the_machine_is_visible() {
+    let w = World::new();
+    if !demo_can_run(&w) {
+        return;
+    }
+    let root = w.dir.path();
+    for d in ["project", "home", "srv", "sandbox-home"] {
+        std::fs::create_dir_all(root.join(d)).unwrap();
+    }
+    // Outside the world, next to it: must stay invisible inside.
+    std::fs::create_dir_all(root.join("elsewhere")).unwrap();
+    let job = |must_not_see: &str| {
+        let j = serde_json::json!({
+            "script": "echo AGENT RAN",
+            "project": root.join("project"),
+            "home": root.join("home"),
+            "srv": root.join("srv"),
+            "root": root,
+            "token": "t",
+            "env": [],
+            "accept_missing": super::accept_missing_here(&w)
+                .split('"')
+                .skip(1)
+                .step_by(2)
+                .collect::<Vec<_>>(),
+            "must_not_see": [must_not_see],
+        });
+        let p = root.join("srv/job.json");
+        std::fs::write(&p, j.to_string()).unwrap();
+        w.run_in(root, &["demo", "--unprotected-job", p.to_str().unwrap()])
+    };
+    let r = job("/usr/bin");
+    assert_eq!(2, r.code(), "{}\n{}", r.stdout(), r.stderr());
+    assert!(!r.stdout().contains("AGENT RAN"), "{}", r.stdout());
+    assert!(
+        r.stdout()
+            .contains("/usr/bin of the real machine is visible"),
+        "{}",
+        r.stdout()
+    );
+    assert!(r.stderr().contains("preflight refused"), "{}", r.stderr());
+    let r = job(root.join("elsewhere").to_str().unwrap());
+    assert_eq!(0, r.code(), "{}\n{}", r.stdout(), r.stderr());
+    assert!(
+        r.stdout().contains("preflight: ok\nAGENT RAN"),
+        "{}",
+        r.stdout()
+    );
+}

@@ -157,9 +157,9 @@ pub(super) fn unprotected(
         )
         .env("LANG", "C.UTF-8");
     let (code, output) = run_capped(cmd, HALF_CAP)?;
-    if output.contains("preflight refused")
-        || output.contains("preflight: ") && !output.contains("preflight: ok")
-    {
+    // The child says `blastwall: error: …` and exits 2 when the preflight
+    // refused or the sandbox did not start: nothing ran, say so.
+    if code == 2 && output.contains("blastwall: error:") {
         bail!("the unprotected run did not start:\n{output}");
     }
     Ok(AgentRun {

@@ -133,7 +133,10 @@ impl World {
             None => b.tempdir(),
         }
         .context("cannot create a scratch directory")?;
-        let root = dir.keep();
+        // The sandbox binds paths as they are and refuses a symlink on the
+        // way (a `/tmp` that is one, say): use the canonical path.
+        let kept = dir.keep();
+        let root = std::fs::canonicalize(&kept).unwrap_or(kept);
         let id = random_hex();
         let mut w = World {
             home: root.join("home"),
