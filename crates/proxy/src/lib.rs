@@ -66,15 +66,26 @@
 //! The CONNECT target, the TLS SNI and every inner request's `Host` must
 //! name the same host, or the connection is refused.
 //!
+//! # Approvals, WebSockets, programs that ignore the proxy
+//!
+//! An `ask` is held: the address is resolved first, the approval binds to
+//! a digest of the request as it will be forwarded and that address, the
+//! agent's connection waits until a person decides (or it times out, or
+//! the agent goes away), and an approved request goes on a connection of
+//! its own to the approved address. A WebSocket handshake is decided like
+//! its GET; once the upstream answers 101 the bytes are spliced both ways
+//! uninspected, so a host with a bound credential gets no WebSocket. Ports
+//! 80 and 443 on the sandbox's loopback catch programs that ignore the
+//! proxy variables ([`Proxy::serve_transparent`], [`dns`]).
+//!
 //! # Not yet
 //!
-//! HTTP/2 (ALPN offers only `http/1.1`); WebSocket upgrades (`Upgrade` is
-//! a hop-by-hop header and is dropped, so a handshake gets the server's
-//! non-upgraded answer; `h2c` is refused outright); approvals (an `ask` is
-//! refused by the gate); streaming of request bodies (each body is held
-//! whole up to [`Limits::max_request_body`], so the proxy holds at most
+//! HTTP/2 (ALPN offers only `http/1.1`); `h2c` is refused outright;
+//! streaming of request bodies (each body is held whole up to
+//! [`Limits::max_request_body`], so the proxy holds at most
 //! `max_connections` × that); a request body in a coding other than gzip,
-//! deflate or br is not searched for placeholders.
+//! deflate or br is not searched for placeholders; WebSocket frames are
+//! not inspected.
 //!
 //! # Test strategy
 //!

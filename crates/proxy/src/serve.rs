@@ -559,7 +559,19 @@ impl Shared {
         let Some(up) = upstream.as_mut() else {
             return false;
         };
-        let req = match self.upstream_request(head, &action, &plan, raw) {
+        let websocket = is_websocket(head);
+        if websocket && plan.bound_host {
+            let r = self.after_release(
+                &release,
+                "proxy.websocket",
+                403,
+                Fault::Agent,
+                "a WebSocket to a host with a bound credential is refused: its frames cannot be scanned for the credential's real value".into(),
+                &summary,
+            );
+            return self.send_refusal(conn, &r, false, head_only).await;
+        }
+        let mut req = match self.upstream_request(head, &action, &plan, raw) {
             Ok(r) => r,
             Err(why) => {
                 let r =
@@ -567,6 +579,18 @@ impl Shared {
                 return self.send_refusal(conn, &r, false, head_only).await;
             }
         };
+        if websocket {
+            // The handshake was decided like any GET; the upgrade itself
+            // is hop-by-hop, so it is put back for this one request.
+            req.headers_mut().insert(
+                http::header::CONNECTION,
+                http::HeaderValue::from_static("upgrade"),
+            );
+            req.headers_mut().insert(
+                http::header::UPGRADE,
+                http::HeaderValue::from_static("websocket"),
+            );
+        }
         if up.sender.ready().await.is_err() {
             *upstream = None;
             let r = self.after_release(
@@ -600,9 +624,64 @@ impl Shared {
             "forwarded",
             json!({"status": status, "upstream": up.target.addr.to_string()}),
         );
+        if websocket && status == 101 {
+            *upstream = None;
+            return self.splice_websocket(conn, resp, &release).await;
+        }
         // 8. The response.
         self.respond(conn, resp, &plan, &action, head_only, &release, &summary)
             .await
+    }
+
+    /// After an accepted WebSocket handshake: the 101 goes back to the
+    /// agent, then bytes flow both ways unchanged until either side closes.
+    /// The frames are not inspected (which is why a host with a bound
+    /// credential gets no WebSocket); the upgrade was decided as its GET.
+    async fn splice_websocket<S>(
+        &self,
+        conn: &mut Conn<S>,
+        mut resp: http::Response<hyper::body::Incoming>,
+        release: &Release,
+    ) -> bool
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send,
+    {
+        let mut head = b"HTTP/1.1 101 Switching Protocols\r\n".to_vec();
+        for (k, v) in resp.headers() {
+            head.extend_from_slice(k.as_str().as_bytes());
+            head.extend_from_slice(b": ");
+            head.extend_from_slice(v.as_bytes());
+            head.extend_from_slice(b"\r\n");
+        }
+        head.extend_from_slice(b"\r\n");
+        let upgraded = match hyper::upgrade::on(&mut resp).await {
+            Ok(u) => u,
+            Err(e) => {
+                let _ = self.gate.outcome(
+                    release,
+                    "refused",
+                    json!({"rule": "proxy.websocket", "reason": format!("the upgrade failed: {e}")}),
+                );
+                return false;
+            }
+        };
+        let mut up = TokioIo::new(upgraded);
+        if conn.write_all(&head).await.is_err() {
+            return false;
+        }
+        use tokio::io::AsyncWriteExt as _;
+        let early = conn.buf.split();
+        if !early.is_empty() && up.write_all(&early).await.is_err() {
+            return false;
+        }
+        let copied = tokio::io::copy_bidirectional(&mut conn.io, &mut up).await;
+        let (to_up, to_agent) = copied.unwrap_or((0, 0));
+        let _ = self.gate.outcome(
+            release,
+            "websocket-closed",
+            json!({"bytes_out": to_up, "bytes_in": to_agent}),
+        );
+        false
     }
 
     async fn check(&self, action: Action, side_effects: bool) -> Result<Release, Box<Refusal>> {
@@ -754,7 +833,7 @@ impl Shared {
                 )
             })?;
         tokio::spawn(async move {
-            let _ = connection.await;
+            let _ = connection.with_upgrades().await;
         });
         Ok(Upstream {
             key: (action.scheme, action.host.clone(), action.port),
@@ -1348,6 +1427,16 @@ fn refusal_reply(r: &Refusal) -> Reply {
 fn digest(b: &[u8]) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(b))
+}
+
+/// A WebSocket handshake: `Upgrade: websocket` with `Connection: upgrade`.
+fn is_websocket(head: &Head) -> bool {
+    head.all("upgrade")
+        .any(|v| v.trim().eq_ignore_ascii_case("websocket"))
+        && head
+            .all("connection")
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
 }
 
 /// `host:port` (IPv6 in brackets) → normalised host and port.

@@ -3,3 +3,4 @@ mod credentials;
 mod framing;
 mod pocketos;
 mod routing;
+mod websocket;
