@@ -19,6 +19,8 @@ mod world;
 
 use std::io::IsTerminal as _;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context as _, bail};
 use blastwall_session::Env;
@@ -53,6 +55,9 @@ pub(crate) struct DemoArgs {
     #[arg(long, hide = true, value_name = "FILE")]
     pub(crate) unprotected_job: Option<PathBuf>,
 }
+
+/// The exit status when the demo was interrupted (128 + SIGINT).
+const INTERRUPTED: u8 = 130;
 
 /// One row of the table.
 #[derive(Debug, Serialize)]
@@ -101,7 +106,9 @@ struct Paint {
 impl Paint {
     fn new(stream_is_tty: bool) -> Paint {
         Paint {
-            on: stream_is_tty && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
+            on: stream_is_tty
+                && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+                && std::env::var_os("TERM").is_none_or(|t| t != "dumb"),
         }
     }
     fn c(&self, code: &str, s: &str) -> String {
@@ -185,8 +192,24 @@ pub(crate) fn run(a: &DemoArgs, env: &Env) -> anyhow::Result<Status> {
         )
     };
     let real_home = env.home_dir();
+    // Ctrl-C reaches the half that runs (its agent stops); the demo then
+    // stops between halves, so every scratch world is removed on the way
+    // out instead of left behind by a killed process.
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGHUP,
+    ] {
+        signal_hook::flag::register(sig, Arc::clone(&stop))
+            .context("cannot watch for SIGINT, SIGTERM and SIGHUP")?;
+    }
     let mut rows = Vec::new();
     for sc in chosen {
+        if stop.load(Ordering::SeqCst) {
+            eprintln!("demo: interrupted; the scratch worlds are removed");
+            return Ok(Status::Code(INTERRUPTED));
+        }
         let row = match sc.skipped {
             Some(why) => {
                 eprintln!("{} {}: skipped: {why}", paint.bold("demo:"), sc.name);
@@ -208,7 +231,7 @@ pub(crate) fn run(a: &DemoArgs, env: &Env) -> anyhow::Result<Status> {
                     error: None,
                 }
             }
-            None => scenario(sc, a, &missing, &sandbox, &real_home, &paint),
+            None => scenario(sc, a, &missing, &sandbox, &real_home, &paint, &stop),
         };
         rows.push(row);
     }
@@ -239,6 +262,7 @@ fn scenario(
     sandbox: &str,
     real_home: &std::path::Path,
     paint: &Paint,
+    stop: &AtomicBool,
 ) -> Row {
     let mut row = Row {
         name: sc.name,
@@ -274,6 +298,10 @@ fn scenario(
             eprintln!("    {}: {e:#}", paint.red("error"));
             row.error = Some(format!("without the wall: {e:#}"));
         }
+    }
+    if stop.load(Ordering::SeqCst) {
+        row.error = Some("interrupted".into());
+        return row;
     }
     eprintln!("  inside the wall (blastwall run) …");
     let manifest = match &a.manifest_override {
