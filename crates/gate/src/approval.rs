@@ -179,7 +179,8 @@ pub trait ApprovalStore: Send + Sync + std::fmt::Debug {
 /// The embedded store: one SQLite file.
 #[derive(Debug)]
 pub struct SqliteStore {
-    conn: Mutex<Connection>,
+    conn: Mutex<Option<Connection>>,
+    path: Option<std::path::PathBuf>,
 }
 
 const SCHEMA: &str = "
@@ -214,6 +215,23 @@ struct Fixed {
 impl SqliteStore {
     /// Opens (creating) the store at `path`; the file is made 0600.
     pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        Ok(SqliteStore {
+            conn: Mutex::new(Some(Self::connect(path)?)),
+            path: Some(path.to_path_buf()),
+        })
+    }
+
+    /// A store at `path` opened on first use: a session that never asks
+    /// never touches the file (start-up stays fast). An error then comes
+    /// from the first call, and the ask it serves is refused.
+    pub fn open_lazily(path: &Path) -> SqliteStore {
+        SqliteStore {
+            conn: Mutex::new(None),
+            path: Some(path.to_path_buf()),
+        }
+    }
+
+    fn connect(path: &Path) -> Result<Connection, StoreError> {
         use std::os::unix::fs::OpenOptionsExt as _;
         let io = |source| StoreError::Io {
             path: path.display().to_string(),
@@ -234,9 +252,7 @@ impl SqliteStore {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.execute_batch(SCHEMA)?;
-        Ok(SqliteStore {
-            conn: Mutex::new(conn),
-        })
+        Ok(conn)
     }
 
     /// A store in memory (tests).
@@ -244,12 +260,42 @@ impl SqliteStore {
         let conn = Connection::open_in_memory()?;
         conn.execute_batch(SCHEMA)?;
         Ok(SqliteStore {
-            conn: Mutex::new(conn),
+            conn: Mutex::new(Some(conn)),
+            path: None,
         })
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
-        self.conn.lock().unwrap_or_else(PoisonError::into_inner)
+    fn lock(&self) -> Result<ConnGuard<'_>, StoreError> {
+        let mut g = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
+        if g.is_none()
+            && let Some(p) = &self.path
+        {
+            *g = Some(Self::connect(p)?);
+        }
+        if g.is_none() {
+            return Err(StoreError::Io {
+                path: String::new(),
+                source: std::io::Error::other("the store is closed"),
+            });
+        }
+        Ok(ConnGuard(g))
+    }
+}
+
+/// A locked, open connection.
+struct ConnGuard<'a>(std::sync::MutexGuard<'a, Option<Connection>>);
+
+impl std::ops::Deref for ConnGuard<'_> {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        // Checked to be `Some` when the guard was made.
+        self.0.as_ref().unwrap_or_else(|| unreachable!())
+    }
+}
+
+impl std::ops::DerefMut for ConnGuard<'_> {
+    fn deref_mut(&mut self) -> &mut Connection {
+        self.0.as_mut().unwrap_or_else(|| unreachable!())
     }
 }
 
@@ -321,7 +367,7 @@ impl ApprovalStore for SqliteStore {
             id: a.id.clone(),
             why: e.to_string(),
         })?;
-        self.lock().execute(
+        self.lock()?.execute(
             &format!("INSERT INTO approvals ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"),
             params![
                 a.id,
@@ -341,11 +387,12 @@ impl ApprovalStore for SqliteStore {
     }
 
     fn get(&self, id: &str) -> Result<Option<Approval>, StoreError> {
-        get_one(&self.lock(), id)
+        let conn = self.lock()?;
+        get_one(&conn, id)
     }
 
     fn list(&self, q: &Query) -> Result<Vec<Approval>, StoreError> {
-        let conn = self.lock();
+        let conn = self.lock()?;
         let mut sql = format!("SELECT {COLUMNS} FROM approvals WHERE 1 = 1");
         let mut args: Vec<String> = Vec::new();
         if let Some(s) = &q.session {
@@ -382,7 +429,7 @@ impl ApprovalStore for SqliteStore {
         by: Option<&str>,
         note: Option<&str>,
     ) -> Result<Option<Approval>, StoreError> {
-        let mut conn = self.lock();
+        let mut conn = self.lock()?;
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let current: Option<String> = tx
             .query_row(
@@ -416,7 +463,7 @@ impl ApprovalStore for SqliteStore {
     }
 
     fn pending_count(&self, session: &str) -> Result<usize, StoreError> {
-        let n: i64 = self.lock().query_row(
+        let n: i64 = self.lock()?.query_row(
             "SELECT count(*) FROM approvals WHERE session = ?1 AND state = 'pending'",
             params![session],
             |r| r.get(0),
