@@ -396,7 +396,6 @@ fn demo_unprotected_half_refuses_to_start_when_the_machine_is_visible() {
             "script": "echo AGENT RAN",
             "project": root.join("project"),
             "home": root.join("home"),
-            "srv": root.join("srv"),
             "root": root,
             "token": "t",
             "env": [],

@@ -136,7 +136,6 @@ pub(super) fn unprotected(
         script: script.to_owned(),
         project: w.project.clone(),
         home: w.home.clone(),
-        srv: w.srv.clone(),
         root: w.root.clone(),
         token: w.token.clone(),
         env,

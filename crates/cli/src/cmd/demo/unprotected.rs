@@ -35,7 +35,6 @@ pub(super) struct Job {
     pub(super) script: String,
     pub(super) project: PathBuf,
     pub(super) home: PathBuf,
-    pub(super) srv: PathBuf,
     pub(super) root: PathBuf,
     pub(super) token: String,
     pub(super) env: Vec<(String, String)>,
@@ -200,7 +199,6 @@ pub(super) fn run_job(file: &Path) -> anyhow::Result<crate::Status> {
     // Let the raw recorders write what they got.
     std::thread::sleep(std::time::Duration::from_millis(200));
     drop(hooks);
-    let _ = &job.srv;
     Ok(crate::Status::Code(
         u8::try_from(code.clamp(0, 255)).unwrap_or(1),
     ))
