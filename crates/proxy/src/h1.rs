@@ -67,6 +67,61 @@ fn refuse(status: u16, reason: impl Into<String>) -> ReadError {
     }
 }
 
+/// Request bytes the proxy holds at once, across every connection, in KiB
+/// permits: a connection reserves before it reads a body and releases when
+/// the exchange ends, so the agent cannot make the supervisor hold more
+/// than the budget however many connections it opens.
+#[derive(Debug)]
+pub(crate) struct Reservation {
+    budget: std::sync::Arc<tokio::sync::Semaphore>,
+    held: Option<tokio::sync::OwnedSemaphorePermit>,
+    bytes: usize,
+    wait: std::time::Duration,
+}
+
+impl Reservation {
+    pub(crate) fn new(
+        budget: std::sync::Arc<tokio::sync::Semaphore>,
+        wait: std::time::Duration,
+    ) -> Reservation {
+        Reservation {
+            budget,
+            held: None,
+            bytes: 0,
+            wait,
+        }
+    }
+
+    /// Reserves `more` bytes, waiting up to the reservation's wait.
+    pub(crate) async fn grow(&mut self, more: usize) -> Result<(), ReadError> {
+        let before = self.bytes.div_ceil(1024);
+        self.bytes = self.bytes.saturating_add(more);
+        let after = self.bytes.div_ceil(1024);
+        let need = u32::try_from(after - before).unwrap_or(u32::MAX);
+        if need == 0 {
+            return Ok(());
+        }
+        let got = tokio::time::timeout(
+            self.wait,
+            std::sync::Arc::clone(&self.budget).acquire_many_owned(need),
+        )
+        .await;
+        match got {
+            Ok(Ok(p)) => {
+                match &mut self.held {
+                    Some(h) => h.merge(p),
+                    None => self.held = Some(p),
+                }
+                Ok(())
+            }
+            Ok(Err(_)) | Err(_) => Err(refuse(
+                503,
+                "the proxy holds as many request bytes as it may (other requests are waiting or being approved); retry later",
+            )),
+        }
+    }
+}
+
 /// A buffered connection to the agent.
 pub(crate) struct Conn<S> {
     pub(crate) io: S,
@@ -134,11 +189,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     }
 
     /// Reads the whole body, decoding chunked framing. Past `max` bytes the
-    /// body is refused (413) and the connection must be closed.
+    /// body is refused (413) and the connection must be closed. Every byte
+    /// held is reserved in `held` first (the proxy's budget across all
+    /// connections); when the budget stays exhausted the body is refused
+    /// (503).
     pub(crate) async fn read_body(
         &mut self,
         framing: Framing,
         max: usize,
+        held: &mut Reservation,
     ) -> Result<Vec<u8>, ReadError> {
         match framing {
             Framing::None => Ok(Vec::new()),
@@ -150,6 +209,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                         format!("request body of {n} bytes is past the proxy's bound of {max}"),
                     ));
                 }
+                held.grow(n).await?;
                 while self.buf.len() < n {
                     if self.fill().await? == 0 {
                         return Err(ReadError::Io(std::io::ErrorKind::UnexpectedEof.into()));
@@ -189,6 +249,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                             format!("request body is past the proxy's bound of {max} bytes"),
                         ));
                     }
+                    held.grow(size).await?;
                     while self.buf.len() < size + 2 {
                         if self.fill().await? == 0 {
                             return Err(ReadError::Io(std::io::ErrorKind::UnexpectedEof.into()));

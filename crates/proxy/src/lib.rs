@@ -134,6 +134,10 @@ pub struct Limits {
     pub max_headers: usize,
     /// Bytes of one request body (held whole before it is decided).
     pub max_request_body: usize,
+    /// Request-body bytes held at once across every connection (bodies
+    /// waiting for a decision, an approval, or their upstream); a body that
+    /// cannot reserve its bytes within `connect_timeout` is refused (503).
+    pub max_held_bytes: usize,
     /// Bytes of a response held to swap real values back (responses of hosts with a bound credential).
     pub max_response_scan: usize,
     /// How long a kept-alive agent connection may sit idle between requests.
@@ -149,6 +153,7 @@ impl Default for Limits {
             max_head_bytes: 64 * 1024,
             max_headers: 128,
             max_request_body: 16 * 1024 * 1024,
+            max_held_bytes: 256 * 1024 * 1024,
             max_response_scan: 16 * 1024 * 1024,
             idle_timeout: Duration::from_secs(120),
             connect_timeout: Duration::from_secs(15),

@@ -21,7 +21,7 @@ use tokio::sync::Semaphore;
 use crate::creds::{self, BoundCredential, Misuse, Plan, Scrub};
 use crate::decode::{DecodeError, decode};
 use crate::error::{Fault, ProxyError, ProxyRefusal};
-use crate::h1::{Conn, Framing, Head, ReadError, Reply, push_header, status_line};
+use crate::h1::{Conn, Framing, Head, ReadError, Reply, Reservation, push_header, status_line};
 use crate::upstream::{self, ResolveError, Stream, Target};
 use crate::{Intercept, Limits, ProxyConfig, SessionCa};
 
@@ -36,6 +36,8 @@ pub(crate) struct Shared {
     limits: Limits,
     intercept: Intercept,
     conns: Arc<Semaphore>,
+    /// Request bytes held across connections, in KiB (see [`Limits::max_held_bytes`]).
+    held: Arc<Semaphore>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -98,6 +100,12 @@ impl Shared {
             client_tls: Arc::new(client),
             resolve: cfg.resolve,
             conns: Arc::new(Semaphore::new(cfg.limits.max_connections.max(1))),
+            held: Arc::new(Semaphore::new(
+                cfg.limits
+                    .max_held_bytes
+                    .div_ceil(1024)
+                    .clamp(1, Semaphore::MAX_PERMITS),
+            )),
             limits: cfg.limits,
             intercept: cfg.intercept,
         })
@@ -390,7 +398,11 @@ impl Shared {
         {
             return false;
         }
-        let raw = match conn.read_body(framing, self.limits.max_request_body).await {
+        let mut held = Reservation::new(Arc::clone(&self.held), self.limits.connect_timeout);
+        let raw = match conn
+            .read_body(framing, self.limits.max_request_body, &mut held)
+            .await
+        {
             Ok(b) => b,
             Err(ReadError::Refuse { status, reason }) => {
                 let r = self.proxy_refusal(

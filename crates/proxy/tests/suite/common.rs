@@ -254,6 +254,15 @@ impl Harness {
 
     /// With `intercept`, only those hosts are intercepted; others pass through.
     pub fn with(extra: &str, intercept: Option<&[&str]>) -> Harness {
+        Harness::with_limits(extra, intercept, blastwall_proxy::Limits::default())
+    }
+
+    /// With the proxy's limits set.
+    pub fn with_limits(
+        extra: &str,
+        intercept: Option<&[&str]>,
+        limits: blastwall_proxy::Limits,
+    ) -> Harness {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -306,6 +315,7 @@ impl Harness {
             })
             .collect();
         let mut cfg = ProxyConfig::from_policy(policy, gate, creds).unwrap();
+        cfg.limits = limits;
         if let Some(list) = intercept {
             cfg.intercept = blastwall_proxy::Intercept::Only(
                 list.iter()

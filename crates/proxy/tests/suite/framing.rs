@@ -143,3 +143,45 @@ except Exception as e:
         .count();
     assert_eq!(1, alerts);
 }
+
+#[test]
+fn the_bytes_held_across_connections_are_bounded() {
+    let h = Harness::with_limits(
+        "",
+        None,
+        blastwall_proxy::Limits {
+            max_held_bytes: 16 * 1024,
+            connect_timeout: std::time::Duration::from_millis(500),
+            ..blastwall_proxy::Limits::default()
+        },
+    );
+    let big = "x".repeat(32 * 1024);
+    let req = format!(
+        "POST http://other.test/big HTTP/1.1\r\nHost: other.test\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{big}",
+        big.len()
+    );
+    let out = h.raw(req.as_bytes());
+    assert!(
+        out.starts_with("HTTP/1.1 503"),
+        "{}",
+        &out[..out.len().min(300)]
+    );
+    assert!(
+        out.contains("request bytes"),
+        "{}",
+        &out[..out.len().min(600)]
+    );
+    let small = "y".repeat(8 * 1024);
+    let req = format!(
+        "POST http://other.test/small HTTP/1.1\r\nHost: other.test\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{small}",
+        small.len()
+    );
+    let out = h.raw(req.as_bytes());
+    assert!(
+        out.starts_with("HTTP/1.1 200"),
+        "{}",
+        &out[..out.len().min(300)]
+    );
+    let paths: Vec<String> = h.seen().into_iter().map(|s| s.path).collect();
+    assert_eq!(vec!["/small".to_owned()], paths);
+}
