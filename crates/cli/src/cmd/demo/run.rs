@@ -306,6 +306,23 @@ pub(super) fn first_approval(w: &World, session: &str) -> Option<String> {
     })
 }
 
+/// The `rule` (or `alert`) of each alert in the session's log.
+pub(super) fn alert_rules(w: &World, session: &str) -> Vec<String> {
+    let (_, log) = bw(w, &["log", "--session", session, "--json"], &[]).unwrap_or_default();
+    log.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["kind"] == "alert")
+        .map(|v| {
+            let d = &v["data"];
+            d["rule"]
+                .as_str()
+                .or(d["alert"].as_str())
+                .unwrap_or("?")
+                .to_owned()
+        })
+        .collect()
+}
+
 /// What the session's own log says: (asks, alerts, verified).
 pub(super) fn audit(w: &World, session: &str) -> (usize, usize, bool) {
     let (_, log) = bw(w, &["log", "--session", session, "--json"], &[]).unwrap_or_default();
