@@ -18,7 +18,10 @@
 //!   and an `Origin` equal to the page's own. A GET never changes anything.
 //! - **Every response** carries a strict Content-Security-Policy
 //!   (`default-src 'self'`, no inline script, `frame-ancestors 'none'`),
-//!   `X-Frame-Options: DENY`, `nosniff`, `no-referrer`, `no-store`.
+//!   `X-Frame-Options: DENY`, `nosniff`, `no-store`, and
+//!   `Referrer-Policy: same-origin` (no referrer leaves the page;
+//!   `no-referrer` would make the browser send `Origin: null` on the
+//!   page's own POSTs, which the Origin check then refuses).
 //!
 //! Listening beyond loopback takes [`ServeConfig::allow_remote`] and still
 //! needs the token; over plain HTTP the token and cookie then cross the
@@ -410,7 +413,7 @@ async fn security_headers(mut res: Response) -> Response {
     );
     h.insert(
         header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
+        HeaderValue::from_static("same-origin"),
     );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     h.insert(

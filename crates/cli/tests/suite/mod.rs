@@ -6,6 +6,7 @@ mod network;
 mod policy;
 mod run;
 mod trust;
+mod web;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

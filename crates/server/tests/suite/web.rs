@@ -152,7 +152,7 @@ fn assert_secured(r: &super::Resp) {
     assert_eq!(Some(CSP), r.header("content-security-policy"), "{r:?}");
     assert_eq!(Some("DENY"), r.header("x-frame-options"));
     assert_eq!(Some("nosniff"), r.header("x-content-type-options"));
-    assert_eq!(Some("no-referrer"), r.header("referrer-policy"));
+    assert_eq!(Some("same-origin"), r.header("referrer-policy"));
     assert_eq!(Some("no-store"), r.header("cache-control"));
 }
 

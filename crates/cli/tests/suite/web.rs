@@ -1,0 +1,367 @@
+//! The other approval channels, end to end with the real binary: the page
+//! of `blastwall serve` (a real Chromium clicks approve while a sandboxed
+//! curl is held on an `ask`; the recording upstream is the judge), the
+//! webhook posted by `blastwall run` (to a recorder on loopback), and
+//! `blastwall watch --once --json` (shared/scenarios/pocketos.md).
+
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::World;
+use super::network::{Upstream, curl_available, upstream};
+
+fn world(up: &Upstream, approval: &str) -> World {
+    let w = World::new();
+    w.write(
+        "project/blastwall.toml",
+        &format!(
+            r#"version = 1
+[[network.rule]]
+host = "api.example.test"
+ports = [{p}]
+methods = ["POST", "DELETE"]
+verdict = "ask"
+reason = "volumes are deleted only with a person's yes"
+[network.resolve]
+"api.example.test:{p}" = "127.0.0.1:{p}"
+{approval}
+{accept}"#,
+            p = up.port,
+            accept = super::accept_missing_here(&w),
+        ),
+    );
+    w.run(&["trust"]).expect(0);
+    if rustix::process::geteuid().is_root() {
+        std::os::unix::fs::chown(w.project(), Some(65534), Some(65534)).unwrap();
+    }
+    w
+}
+
+/// Waits for the first pending approval.
+fn pending(w: &World) -> Value {
+    let start = Instant::now();
+    loop {
+        let j = w.run(&["approvals", "--json"]).expect(0).json();
+        if let Some(a) = j["approvals"].as_array().unwrap().first() {
+            return a.clone();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "no pending approval"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn bodies(up: &Upstream) -> Vec<String> {
+    up.seen
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|r| r.rsplit_once('\n').map_or("", |(_, b)| b).to_owned())
+        .collect()
+}
+
+/// `blastwall serve --port 0 --json`, running; stopped (SIGTERM) on drop.
+struct Serve {
+    child: Child,
+    url: String,
+    port: u16,
+}
+
+impl Serve {
+    fn start(w: &World) -> Serve {
+        let mut child = w
+            .command(&w.project(), &["serve", "--port", "0", "--json"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let j: Value =
+            serde_json::from_str(&line).unwrap_or_else(|e| panic!("serve printed {line:?}: {e}"));
+        Serve {
+            child,
+            url: j["url"].as_str().unwrap().to_owned(),
+            port: u16::try_from(j["port"].as_u64().unwrap()).unwrap(),
+        }
+    }
+
+    fn base(&self) -> &str {
+        self.url.split_once('?').unwrap().0
+    }
+
+    fn stop(&mut self) -> String {
+        let pid = rustix::process::Pid::from_child(&self.child);
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+        let _ = self.child.wait();
+        let mut err = String::new();
+        if let Some(mut e) = self.child.stderr.take() {
+            let _ = e.read_to_string(&mut err);
+        }
+        err
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One raw HTTP/1.1 GET with the given Host; the status code.
+fn get_status(port: u16, path: &str, host: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    let code = out
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (code, out)
+}
+
+#[test]
+fn serve_refuses_a_request_without_the_token_or_with_a_wrong_host() {
+    let w = World::new();
+    let mut serve = Serve::start(&w);
+    let own = format!("127.0.0.1:{}", serve.port);
+    let token = serve.url.split_once("token=").unwrap().1.to_owned();
+    let (code, out) = get_status(serve.port, "/", &own);
+    assert_eq!(401, code, "{out}");
+    assert!(out.contains("frame-ancestors 'none'"), "{out}");
+    let (code, out) = get_status(serve.port, "/api/approvals", &own);
+    assert_eq!(401, code, "{out}");
+    let (code, out) = get_status(
+        serve.port,
+        &format!("/?token={token}"),
+        &format!("rebind.example:{}", serve.port),
+    );
+    assert_eq!(421, code, "{out}");
+    assert!(!out.to_ascii_lowercase().contains("set-cookie"), "{out}");
+    let (code, out) = get_status(serve.port, &format!("/?token={token}"), &own);
+    assert_eq!(303, code, "{out}");
+    // Where the page is, for webhooks: never with the token.
+    let info = std::fs::read_to_string(w.bw_home().join("serve.json")).unwrap();
+    assert!(info.contains(serve.base()), "{info}");
+    assert!(!info.contains(&token), "{info}");
+    serve.stop();
+    assert!(!w.bw_home().join("serve.json").exists());
+}
+
+#[test]
+fn serve_listens_beyond_loopback_only_when_told() {
+    let w = World::new();
+    let r = w.run(&["serve", "--port", "0", "--listen", "0.0.0.0"]);
+    assert_eq!(2, r.code(), "{}", r.stderr());
+    assert!(r.stderr().contains("--allow-remote"), "{}", r.stderr());
+}
+
+/// Chromium, node and playwright-core, or why not.
+fn browser() -> Option<PathBuf> {
+    let dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
+        .join("tests/web");
+    let node = std::process::Command::new("node")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    let missing = if !std::path::Path::new("/usr/bin/chromium").exists() {
+        Some("/usr/bin/chromium is missing (apt-get install chromium)".to_owned())
+    } else if !node {
+        Some("node is missing".to_owned())
+    } else if !dir.join("node_modules/playwright-core").is_dir() {
+        Some(format!(
+            "{}/node_modules is missing (npm install --prefix {})",
+            dir.display(),
+            dir.display()
+        ))
+    } else {
+        None
+    };
+    match missing {
+        None => Some(dir),
+        Some(why) => {
+            assert!(
+                std::env::var_os("BLASTWALL_REQUIRE_SANDBOX").is_none(),
+                "the browser test cannot run: {why}"
+            );
+            eprintln!("skipped: the browser test cannot run: {why}");
+            None
+        }
+    }
+}
+
+#[test]
+fn a_click_on_the_page_lets_the_held_request_through_exactly_once() {
+    let Some(web) = browser() else { return };
+    let up = upstream();
+    let w = world(
+        &up,
+        "[approval]\ntimeout = \"120s\"\nnon_interactive = \"wait\"",
+    );
+    if !curl_available(&w) {
+        return;
+    }
+    let url = format!("http://api.example.test:{}/volumes/v1/delete", up.port);
+    let script = format!(r#"echo "r1=$(curl -s -X POST --data one {url})""#);
+    let mut run = w
+        .command(&w.project(), &["run", "--", "sh", "-c", &script])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut serve = Serve::start(&w);
+    let a = pending(&w);
+    let id = a["id"].as_str().unwrap().to_owned();
+    let summary = a["summary_text"].as_str().unwrap().to_owned();
+    assert!(up.seen.lock().unwrap().is_empty(), "held until the click");
+
+    let out = std::process::Command::new("node")
+        .arg(web.join("approve.js"))
+        .current_dir(&web)
+        .env("BW_URL", &serve.url)
+        .env("BW_APPROVAL", &id)
+        .env("BW_SUMMARY", &summary)
+        .env("HOME", w.home())
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&out.stdout).into_owned();
+    let browser_err = String::from_utf8_lossy(&out.stderr).into_owned();
+
+    let status = run.wait().unwrap();
+    let mut stdout = String::new();
+    run.stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut stdout)
+        .unwrap();
+    let mut stderr = String::new();
+    run.stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    let serve_err = serve.stop();
+    assert!(
+        out.status.success(),
+        "browser: {report}\n{browser_err}\nserve: {serve_err}"
+    );
+    let r: Value = serde_json::from_str(report.trim()).unwrap();
+    assert_eq!(401, r["steps"]["no_token"]["status"], "{report}");
+    assert_eq!(421, r["steps"]["wrong_host"]["status"], "{report}");
+    assert_eq!(Value::from(summary.clone()), r["steps"]["summary"]);
+    assert!(status.success(), "{stdout}\n{stderr}");
+    // Through once, after the click, and only then.
+    assert_eq!(vec!["one"], bodies(&up), "{stdout}");
+    assert!(stdout.contains("r1=you sent"), "{stdout}");
+    let all = w.run(&["approvals", "--all", "--json"]).expect(0).json();
+    let me = all["approvals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["id"] == id.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!("consumed", me["state"], "{me}");
+    let by = me["decided_by"].as_str().unwrap();
+    assert!(by.starts_with("uid ") && by.ends_with(" via web"), "{by}");
+    w.run(&["log", "verify"]).expect(0);
+}
+
+/// A loopback recorder for webhook posts: each body on the channel.
+fn recorder() -> (u16, mpsc::Receiver<String>) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for c in l.incoming() {
+            let Ok(mut c) = c else { continue };
+            let mut r = BufReader::new(c.try_clone().unwrap());
+            let mut len = 0usize;
+            loop {
+                let mut line = String::new();
+                if r.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0u8; len];
+            let _ = r.read_exact(&mut body);
+            let _ = c.write_all(
+                b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            );
+            let _ = tx.send(String::from_utf8_lossy(&body).into_owned());
+        }
+    });
+    (port, rx)
+}
+
+#[test]
+fn non_interactive_webhook_posts_the_ask_and_waits() {
+    let up = upstream();
+    let (hook, posts) = recorder();
+    let w = world(
+        &up,
+        &format!(
+            "[approval]\ntimeout = \"60s\"\nnon_interactive = \"webhook\"\n[approval.webhook]\nurl = \"http://127.0.0.1:{hook}/hooks/secret\"\nformat = \"discord\""
+        ),
+    );
+    if !curl_available(&w) {
+        return;
+    }
+    let url = format!("http://api.example.test:{}/volumes/v1/delete", up.port);
+    let script = format!(r#"echo "r1=$(curl -s -X POST --data 'one' {url})""#);
+    let mut run = w
+        .command(&w.project(), &["run", "--", "sh", "-c", &script])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let post = posts.recv_timeout(Duration::from_secs(60)).unwrap();
+    let v: Value = serde_json::from_str(&post).unwrap();
+    assert_eq!(
+        serde_json::json!({"parse": []}),
+        v["allowed_mentions"],
+        "{v}"
+    );
+    let content = v["content"].as_str().unwrap();
+    let a = pending(&w);
+    let id = a["id"].as_str().unwrap();
+    assert!(content.contains(id), "{content}");
+    assert!(content.contains("`/volumes/v1/delete`"), "{content}");
+    // No page runs: the notice says how to get one.
+    assert!(content.contains("run `blastwall serve`"), "{content}");
+    // Held: nothing reached the upstream; a yes from anywhere lets it through.
+    assert!(up.seen.lock().unwrap().is_empty());
+    w.run(&["approve", id, "--yes"]).expect(0);
+    let status = run.wait().unwrap();
+    let mut stdout = String::new();
+    run.stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut stdout)
+        .unwrap();
+    assert!(status.success(), "{stdout}");
+    assert_eq!(vec!["one"], bodies(&up), "{stdout}");
+    assert!(stdout.contains("r1=you sent"), "{stdout}");
+}
