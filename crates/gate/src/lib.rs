@@ -26,6 +26,9 @@ pub use summary::Summary;
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use blastwall_audit::anomaly::{
+    Detector, NetFacts, Observation, Thresholds, Verdict as AnomalyVerdict,
+};
 use blastwall_audit::bytes::path_to_json;
 use blastwall_audit::{AuditError, AuditLog, FsyncPolicy, Kind, LogFile};
 use blastwall_policy::{Action, Decision, FsOp, FsyncMode, Labels, Policy, RuleRef, Verdict};
@@ -117,7 +120,25 @@ pub struct Gate<F: LogFile = std::fs::File> {
     policy: Arc<Policy>,
     log: Mutex<AuditLog<F>>,
     queue: Option<Arc<Queue>>,
+    anomaly: Option<Anomaly>,
 }
+
+/// The anomaly rules of a gate, and who is told when one fires.
+struct Anomaly {
+    detector: Mutex<Detector>,
+    origin: std::time::Instant,
+    notify: Option<AlertNotifier>,
+}
+
+impl fmt::Debug for Anomaly {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Anomaly").finish_non_exhaustive()
+    }
+}
+
+/// A function told of each alert the anomaly rules raise (a banner on the
+/// user's terminal). It must not block.
+pub type AlertNotifier = Box<dyn Fn(&Value) + Send + Sync>;
 
 impl<F: LogFile> Gate<F> {
     /// A gate deciding by `policy` and recording to `log`.
@@ -126,7 +147,113 @@ impl<F: LogFile> Gate<F> {
             policy,
             log: Mutex::new(log),
             queue: None,
+            anomaly: None,
         }
+    }
+
+    /// Runs the anomaly rules on every decision; each alert is recorded
+    /// (durably) and handed to `notify`.
+    pub fn with_anomaly_rules(mut self, t: Thresholds, notify: Option<AlertNotifier>) -> Gate<F> {
+        self.anomaly = Some(Anomaly {
+            detector: Mutex::new(Detector::new(t)),
+            origin: std::time::Instant::now(),
+            notify,
+        });
+        self
+    }
+
+    /// How often each anomaly trigger was seen (for the session's summary).
+    pub fn anomaly_counts(&self) -> Option<blastwall_audit::anomaly::Counts> {
+        self.anomaly.as_ref().map(|a| {
+            a.detector
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .counts()
+        })
+    }
+
+    /// Records an attempt on a hidden path inside the wall (a denied read:
+    /// the sandbox showed an empty decoy) and runs the anomaly rules on it:
+    /// every attempt is an event, the first one an alert.
+    pub fn hidden_path(&self, path: &std::path::Path) -> Result<u64, GateError> {
+        let seq = self.record(
+            Kind::Decision,
+            json!({
+                "action": {"kind": "fs", "op": "read", "path": path_to_json(path)},
+                "verdict": Verdict::Deny,
+                "rule": RuleRef { id: "filesystem.hidden".into(), file: "blastwall".into(), line: 0, col: 0 },
+                "reason": "a hidden path: inside the wall it is an empty decoy",
+                "labels": ["read", "credential-access"],
+                "subject": Value::Null,
+                "side_effects": false,
+                "approval": Value::Null,
+            }),
+            false,
+        )?;
+        let shown = path.to_string_lossy();
+        let mut o = Observation::new(self.since_start(), AnomalyVerdict::Deny);
+        o.decision_seq = Some(seq);
+        o.hidden_path = Some(&shown);
+        self.raise(&o);
+        Ok(seq)
+    }
+
+    fn since_start(&self) -> std::time::Duration {
+        self.anomaly
+            .as_ref()
+            .map_or_else(Default::default, |a| a.origin.elapsed())
+    }
+
+    /// Runs the anomaly rules on one observation; records what fires.
+    fn raise(&self, o: &Observation<'_>) {
+        let Some(a) = &self.anomaly else {
+            return;
+        };
+        let alerts = a
+            .detector
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .observe(o);
+        for alert in alerts {
+            let data = alert.to_json();
+            let _ = self.alert(data.clone());
+            if let Some(n) = &a.notify {
+                n(&data);
+            }
+        }
+    }
+
+    fn observe_decision(&self, action: &Action, decision: &Decision, seq: u64) {
+        if self.anomaly.is_none() {
+            return;
+        }
+        let verdict = match decision.verdict {
+            Verdict::Allow => AnomalyVerdict::Allow,
+            Verdict::Ask => AnomalyVerdict::Ask,
+            Verdict::Deny => AnomalyVerdict::Deny,
+        };
+        let mut o = Observation::new(self.since_start(), verdict);
+        o.decision_seq = Some(seq);
+        o.destructive = decision
+            .labels
+            .contains(blastwall_policy::Label::Destructive)
+            || decision
+                .labels
+                .contains(blastwall_policy::Label::Irreversible);
+        let host;
+        if let Action::Net(n) = action {
+            host = n.host.to_string();
+            o.net = Some(NetFacts {
+                method: &n.method,
+                host: &host,
+                port: n.port,
+                path: &n.path,
+                query: n.query.as_deref(),
+                // The default verdict is not a rule naming the host.
+                host_declared: &*decision.rule.id != "network.default",
+            });
+        }
+        self.raise(&o);
     }
 
     /// The policy in force.
@@ -180,7 +307,10 @@ impl<F: LogFile> Gate<F> {
             Ok(seq)
         });
         let seq = match recorded {
-            Ok(seq) => seq,
+            Ok(seq) => {
+                self.observe_decision(action, &decision, seq);
+                seq
+            }
             Err(e) => {
                 return Err(Box::new(Refusal {
                     request_id: None,

@@ -211,13 +211,24 @@ pub(crate) fn run(a: &RunArgs, env: &Env) -> anyhow::Result<Status> {
         Err(e) => return not_started(&mut meta, e),
     };
     spec.identity = identity;
-    let log = AuditLog::create(session.audit_log(), &id, fsync_policy(s.audit.fsync))?;
+    let (log, sinks) = match open_log(&session, &id, s, &home) {
+        Ok(x) => x,
+        Err(e) => return not_started(&mut meta, e),
+    };
     // Asks are held for a person: the store is shared with `approve`.
     let queue = match approval_queue(s, &home, &id, spec.tty) {
         Ok(q) => q,
         Err(e) => return not_started(&mut meta, e),
     };
-    let gate = Arc::new(Gate::new(Arc::clone(&policy), log).with_approvals(queue));
+    let raw_tty = spec.tty;
+    let gate = Arc::new(
+        Gate::new(Arc::clone(&policy), log)
+            .with_approvals(queue)
+            .with_anomaly_rules(
+                thresholds(&s.audit.alerts),
+                Some(Box::new(move |a| alert_banner(a, raw_tty))),
+            ),
+    );
     // The one way out: the proxy, accepting in the supervisor on a socket
     // bound inside the sandbox's network namespace.
     let proxy = match start_proxy(&policy, &gate, &home) {
@@ -294,6 +305,18 @@ pub(crate) fn run(a: &RunArgs, env: &Env) -> anyhow::Result<Status> {
         r
     });
     let _ = std::fs::remove_file(&control);
+    // Sinks get what is queued before the process goes; what they cannot
+    // take in time stays in their spool in the session directory.
+    let flush_sinks = || {
+        if let Some(sinks) = &sinks
+            && !sinks.flush(std::time::Duration::from_secs(3))
+        {
+            eprintln!(
+                "blastwall: note: an audit sink is behind; its records wait in {}",
+                session.root().join("spool").display()
+            );
+        }
+    };
     let outcome = match outcome {
         Ok(r) => r,
         Err(_) => {
@@ -313,6 +336,7 @@ pub(crate) fn run(a: &RunArgs, env: &Env) -> anyhow::Result<Status> {
                 "memory_limit_hit": out.memory_limit_hit,
                 "overlay_limit_hit": out.overlay_limit_hit,
             }))?;
+            flush_sinks();
             summary(&session, &meta, &out);
             Ok(Status::Code(
                 u8::try_from(code.clamp(0, 255)).unwrap_or(CANNOT_RUN),
@@ -323,6 +347,7 @@ pub(crate) fn run(a: &RunArgs, env: &Env) -> anyhow::Result<Status> {
             meta.closed = Some("not started".into());
             session.write_meta(&meta)?;
             let _ = gate.finish(json!({"error": e.to_string()}));
+            flush_sinks();
             eprintln!("blastwall: cannot start the sandbox: {e}");
             eprintln!(
                 "blastwall: nothing ran. `blastwall doctor` says what this host lacks and how to fix it; a manifest may accept a layer missing with [sandbox] accept_missing"
@@ -342,8 +367,8 @@ fn approval_queue(
     tty: bool,
 ) -> anyhow::Result<blastwall_gate::Queue> {
     let db = home.approvals_db();
-    let store = blastwall_gate::SqliteStore::open(&db)
-        .with_context(|| format!("cannot open the approval store {}", db.display()))?;
+    // Opened at the first ask: a session that never asks never waits for it.
+    let store = blastwall_gate::SqliteStore::open_lazily(&db);
     let interactive = std::io::stdin().is_terminal() || std::io::stderr().is_terminal();
     let cfg = blastwall_gate::ApprovalConfig {
         timeout: s.approval.timeout,
@@ -444,6 +469,83 @@ fn listen_control(
     Ok(())
 }
 
+/// The session's audit log: signed checkpoints with the user's key (their
+/// heads also go to the heads file outside the session), and the
+/// manifest's sinks fed from every record written.
+type Sinks = Arc<blastwall_audit::sinks::Sinks>;
+
+fn open_log(
+    session: &SessionDir,
+    id: &str,
+    s: &Settings,
+    home: &Home,
+) -> anyhow::Result<(AuditLog, Option<Sinks>)> {
+    let cp = blastwall_audit::Checkpointer::in_home(home.root())
+        .context("cannot prepare the audit log's signing key")?;
+    let mut log = AuditLog::create(session.audit_log(), id, fsync_policy(s.audit.fsync))?
+        .with_checkpoints(cp)?;
+    let mut sinks = None;
+    if !s.audit.sinks.is_empty() {
+        let configs = s
+            .audit
+            .sinks
+            .iter()
+            .filter_map(|k| match k {
+                blastwall_policy::AuditSink::File { path } => path
+                    .clone()
+                    .map(|path| blastwall_audit::sinks::SinkConfig::File { path }),
+                blastwall_policy::AuditSink::Otlp { endpoint, signal } => {
+                    Some(blastwall_audit::sinks::SinkConfig::Otlp {
+                        endpoint: endpoint.clone(),
+                        signal: if signal == "spans" {
+                            blastwall_audit::sinks::OtlpSignal::Traces
+                        } else {
+                            blastwall_audit::sinks::OtlpSignal::Logs
+                        },
+                    })
+                }
+                blastwall_policy::AuditSink::Webhook { url } => {
+                    Some(blastwall_audit::sinks::SinkConfig::Webhook { url: url.clone() })
+                }
+            })
+            .collect();
+        let started = Arc::new(
+            blastwall_audit::sinks::Sinks::start(configs, &session.root().join("spool"))
+                .context("cannot start the audit sinks")?,
+        );
+        log = log.with_tap(Arc::clone(&started));
+        sinks = Some(started);
+    }
+    Ok((log, sinks))
+}
+
+/// The manifest's `[audit.alerts]` as the anomaly rules take them.
+fn thresholds(a: &blastwall_policy::Alerts) -> blastwall_audit::anomaly::Thresholds {
+    blastwall_audit::anomaly::Thresholds {
+        first_contact: a.first_contact,
+        placeholder_leak: a.placeholder_leak,
+        hidden_path: a.hidden_path,
+        destructive_ask: a.destructive_ask,
+        deny_burst_count: a.deny_burst_count,
+        deny_burst_window: a.deny_burst_window,
+        ..blastwall_audit::anomaly::Thresholds::default()
+    }
+}
+
+/// An alert, on the user's own terminal (never the agent's pty).
+fn alert_banner(a: &serde_json::Value, raw: bool) {
+    let nl = if raw { "\r\n" } else { "\n" };
+    let clean =
+        |v: &serde_json::Value| blastwall_gate::summary::clean(v.as_str().unwrap_or_default(), 300);
+    let text = format!(
+        "{nl}blastwall: ALERT {}: {}{nl}",
+        clean(&a["rule"]),
+        clean(&a["reason"])
+    );
+    use std::io::Write as _;
+    let _ = std::io::stderr().write_all(text.as_bytes());
+}
+
 fn mode_word(m: ProjectMode) -> &'static str {
     match m {
         ProjectMode::Overlay => "overlay",
@@ -460,9 +562,6 @@ fn not_enforced_notes(s: &Settings) -> Vec<String> {
         v.push("exec rules are parsed and explained but not enforced by `run` yet (no exec interceptor)".to_owned());
     }
     v.push("the network is reached only through the proxy: HTTP_PROXY/HTTPS_PROXY, or, for programs that ignore them, blastwall's name server and ports 80 and 443 on the sandbox's loopback; a connection to any other port finds no way out".to_owned());
-    if !s.audit.sinks.is_empty() {
-        v.push("audit sinks beyond the session's own log are not written yet".to_owned());
-    }
     v
 }
 
@@ -514,11 +613,8 @@ impl SupervisorHooks for Hooks<'_> {
     }
 
     fn hidden_path_touched(&mut self, path: &Path) {
-        let _ = self.gate.alert(json!({
-            "rule": "hidden-path",
-            "path": blastwall_audit::bytes::path_to_json(path),
-            "what": "an attempt on a hidden path inside the wall",
-        }));
+        // Every attempt is on record; the first raises an alert.
+        let _ = self.gate.hidden_path(path);
     }
 }
 
