@@ -89,7 +89,7 @@ impl Summary {
     /// The summary as one line of plain text (the parts are already
     /// printable ASCII; the separators are the summary's own).
     pub fn text(&self) -> String {
-        self.render(|s| s.to_owned())
+        self.render(ascii_only, ascii_only)
     }
 
     /// For a terminal: the same as [`Summary::text`]; nothing in it can
@@ -100,36 +100,72 @@ impl Summary {
 
     /// For the web page: HTML-escaped, to go inside an element.
     pub fn html(&self) -> String {
-        self.render(html_escape)
+        let esc = |s: &str| html_escape(&ascii_only(s));
+        self.render(esc, esc)
     }
 
     /// For Slack's mrkdwn: the agent's parts in code spans, `&<>` escaped
     /// (so no `<!channel>`, no `<url|disguised link>`, no formatting).
     pub fn slack(&self) -> String {
-        self.render(|s| code_span(s, slack_escape))
+        let span = |s: &str| code_span(&ascii_only(s), slack_escape);
+        self.render(span, |w| plain_word(w).unwrap_or_else(|| span(w)))
     }
 
     /// For Discord's markdown: the agent's parts in code spans (no
     /// formatting, links or mentions are parsed there). Post it with
     /// `allowed_mentions: {"parse": []}` as well.
     pub fn discord(&self) -> String {
-        self.render(|s| code_span(s, |t| t.to_owned()))
+        let span = |s: &str| code_span(&ascii_only(s), |t| t.to_owned());
+        self.render(span, |w| plain_word(w).unwrap_or_else(|| span(w)))
     }
 
-    fn render(&self, part: impl Fn(&str) -> String) -> String {
-        let mut out = format!("{} {}", self.verb, part(&self.target));
+    /// `part` renders the agent's parts (target, host, how); `word` the
+    /// verb, which the agent may also influence (an HTTP method is any
+    /// token, `*` and `` ` `` included), and the risk (ours, but a summary
+    /// read back from a store is not re-checked). `more` is a number.
+    fn render(&self, part: impl Fn(&str) -> String, word: impl Fn(&str) -> String) -> String {
+        let mut out = format!("{} {}", word(&self.verb), part(&self.target));
         if !self.host.is_empty() {
             let _ = write!(out, " on {}", part(&self.host));
         }
         let _ = write!(out, " \u{2014} {}", part(&self.how));
         if !self.risk.is_empty() {
-            let _ = write!(out, " \u{2014} {}", self.risk);
+            let _ = write!(out, " \u{2014} {}", word(&self.risk));
         }
         if self.more > 0 {
             let _ = write!(out, " (+{} more in the same request)", self.more);
         }
         out
     }
+}
+
+/// Words that no chat markup gives meaning to (letters, digits, `-`,
+/// spaces), as they are; anything else is `None` and goes in a code span.
+fn plain_word(w: &str) -> Option<String> {
+    (!w.is_empty()
+        && w.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b' '))
+    .then(|| w.to_owned())
+}
+
+/// Defence in depth for parts that did not come through [`clean`] (a
+/// summary built by hand or read back from a store): every character
+/// outside printable ASCII as a visible `\u{…}`. Already-clean text is
+/// unchanged (backslashes are left as they are, unlike [`clean`]).
+fn ascii_only(s: &str) -> String {
+    if s.bytes().all(|b| (b' '..=b'~').contains(&b)) {
+        return s.to_owned();
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c {
+            ' '..='~' => out.push(c),
+            _ => {
+                let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
+            }
+        }
+    }
+    out
 }
 
 /// Printable ASCII only: every other character as a visible `\u{…}`, `\`
