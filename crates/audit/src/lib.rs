@@ -67,4 +67,4 @@ pub use verify::{
     LogReader, Position, VerifyError, VerifyErrorKind, VerifyOptions, VerifyReport, read_events,
     verify, verify_with,
 };
-pub use writer::{Appended, AuditError, AuditLog, FsyncPolicy, LineTap, LogFile};
+pub use writer::{Appended, AuditError, AuditLog, FsyncPolicy, LineTap, LogFile, Syncer};

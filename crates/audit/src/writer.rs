@@ -5,7 +5,8 @@ use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{self, BufReader};
 use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
@@ -300,6 +301,93 @@ pub struct AuditLog<F: LogFile = File> {
     buf: Vec<u8>,
     checkpoints: Option<Checkpointing>,
     tap: Option<Box<dyn LineTap>>,
+    /// What a [`Syncer`] shares with the writer.
+    shared: Arc<SyncShared>,
+}
+
+/// The counters a [`Syncer`] and its writer share.
+#[derive(Debug, Default)]
+struct SyncShared {
+    /// Records written so far (the next seq), published after each write.
+    written: AtomicU64,
+    /// Records known durable: `seq + 1` of the last record whose
+    /// `fdatasync` returned, 0 for none.
+    durable: AtomicU64,
+    /// `seq + 1` of the last record written when a sync failed, 0 if none
+    /// did: the writer is then poisoned.
+    failed: AtomicU64,
+    /// Held while a [`Syncer`] syncs, so concurrent callers share one
+    /// `fdatasync`.
+    syncing: Mutex<()>,
+}
+
+/// Makes records durable outside the writer's lock (group commit across
+/// threads): a second handle on the log file, from [`AuditLog::syncer`].
+///
+/// A gate that keeps its [`AuditLog`] behind a mutex can append under the
+/// lock, release it, and call [`Syncer::sync_through`] with the record's
+/// seq: while one thread is inside `fdatasync`, others append; when it
+/// returns, every caller whose record it covered returns without a sync of
+/// its own, and the next caller's sync covers everything appended
+/// meanwhile. `fdatasync` on any handle of the file makes all data written
+/// to it durable. A failed sync poisons the writer as its own would.
+#[derive(Debug)]
+pub struct Syncer {
+    file: File,
+    path: PathBuf,
+    fsync: FsyncPolicy,
+    shared: Arc<SyncShared>,
+}
+
+impl Syncer {
+    /// Returns once every record up to `seq` is durable, syncing if no
+    /// other call already made it so. Under [`FsyncPolicy::Never`] it does
+    /// nothing.
+    pub fn sync_through(&self, seq: u64) -> Result<(), AuditError> {
+        if self.fsync == FsyncPolicy::Never {
+            return Ok(());
+        }
+        let want = seq.saturating_add(1);
+        if self.shared.durable.load(Ordering::Acquire) >= want {
+            return Ok(());
+        }
+        let _syncing = self
+            .shared
+            .syncing
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if self.shared.durable.load(Ordering::Acquire) >= want {
+            return Ok(());
+        }
+        let failed = self.shared.failed.load(Ordering::Acquire);
+        if failed != 0 {
+            return Err(AuditError::Poisoned {
+                path: self.path.clone(),
+                seq: failed - 1,
+            });
+        }
+        // Everything written before this load is covered by the sync.
+        let target = self.shared.written.load(Ordering::Acquire);
+        match self.file.sync_data() {
+            Ok(()) => {
+                self.shared.durable.fetch_max(target, Ordering::AcqRel);
+                Ok(())
+            }
+            Err(error) => {
+                self.shared.failed.store(target.max(1), Ordering::Release);
+                Err(AuditError::Sync {
+                    path: self.path.clone(),
+                    seq: target.saturating_sub(1),
+                    error,
+                })
+            }
+        }
+    }
+
+    /// The highest seq known durable, as [`AuditLog::durable_seq`].
+    pub fn durable_seq(&self) -> Option<u64> {
+        self.shared.durable.load(Ordering::Acquire).checked_sub(1)
+    }
 }
 
 /// The writer's checkpoint state.
@@ -446,6 +534,23 @@ impl AuditLog<File> {
     }
 }
 
+impl AuditLog<File> {
+    /// A second handle on the log file that makes records durable without
+    /// the writer (see [`Syncer`]).
+    pub fn syncer(&self) -> Result<Syncer, AuditError> {
+        let file = self.file.try_clone().map_err(|error| AuditError::Open {
+            path: self.path.clone(),
+            error,
+        })?;
+        Ok(Syncer {
+            file,
+            path: self.path.clone(),
+            fsync: self.fsync,
+            shared: Arc::clone(&self.shared),
+        })
+    }
+}
+
 impl<F: LogFile> AuditLog<F> {
     /// Starts a new chain (seq 0) in `file`, which must be empty; `path` names
     /// the log in errors. The clock is the system clock.
@@ -483,6 +588,7 @@ impl<F: LogFile> AuditLog<F> {
             buf: Vec::with_capacity(1024),
             checkpoints: None,
             tap: None,
+            shared: Arc::default(),
         })
     }
 
@@ -754,6 +860,7 @@ impl<F: LogFile> AuditLog<F> {
             self.buf.shrink_to(KEEP_BUFFER);
         }
         self.next_seq = seq + 1;
+        self.shared.written.store(self.next_seq, Ordering::Release);
         self.head = hash;
         if kind == Kind::SessionEnd {
             self.sealed = true;
@@ -775,7 +882,7 @@ impl<F: LogFile> AuditLog<F> {
             return Ok(());
         }
         match self.next_seq.checked_sub(1) {
-            Some(last) if self.durable != Some(last) => self.sync_through(last),
+            Some(last) if self.durable_seq() != Some(last) => self.sync_through(last),
             _ => Ok(()),
         }
     }
@@ -784,6 +891,9 @@ impl<F: LogFile> AuditLog<F> {
         match self.file.sync_data() {
             Ok(()) => {
                 self.durable = Some(seq);
+                self.shared
+                    .durable
+                    .fetch_max(seq.saturating_add(1), Ordering::AcqRel);
                 Ok(())
             }
             Err(error) => {
@@ -798,6 +908,13 @@ impl<F: LogFile> AuditLog<F> {
     }
 
     fn check_usable(&self) -> Result<(), AuditError> {
+        let failed = self.shared.failed.load(Ordering::Acquire);
+        if failed != 0 {
+            return Err(AuditError::Poisoned {
+                path: self.path.clone(),
+                seq: failed - 1,
+            });
+        }
         if let Some(seq) = self.failed_at {
             return Err(AuditError::Poisoned {
                 path: self.path.clone(),
@@ -813,10 +930,12 @@ impl<F: LogFile> AuditLog<F> {
         Ok(())
     }
 
-    /// The highest seq known durable (its `fdatasync` returned), or `None`
-    /// if no record is. Under [`FsyncPolicy::Never`] always `None`.
+    /// The highest seq known durable (its `fdatasync` returned, here or
+    /// through a [`Syncer`]), or `None` if no record is. Under
+    /// [`FsyncPolicy::Never`] always `None`.
     pub fn durable_seq(&self) -> Option<u64> {
-        self.durable
+        let shared = self.shared.durable.load(Ordering::Acquire).checked_sub(1);
+        self.durable.max(shared)
     }
 
     /// The seq the next record will get (the number of records so far).

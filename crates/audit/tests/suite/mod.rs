@@ -8,6 +8,7 @@ mod docs;
 mod reopen;
 mod roundtrip;
 mod sinks;
+mod syncer;
 mod tamper;
 mod time;
 mod writer;
