@@ -523,8 +523,14 @@ impl Shared {
                 let held = tokio::task::spawn_blocking(move || gate.hold(&r2, &a2, &digest)).await;
                 let approval = match held {
                     Ok(Ok(a)) => a,
-                    Ok(Err(r)) => return self.send_gate_refusal(conn, &r, head_only).await,
-                    Err(_) => return self.send_gate_refusal(conn, &refusal, head_only).await,
+                    Ok(Err(r)) => {
+                        return self.send_push_aware(conn, &r, &action, &raw, head_only).await;
+                    }
+                    Err(_) => {
+                        return self
+                            .send_push_aware(conn, &refusal, &action, &raw, head_only)
+                            .await;
+                    }
                 };
                 match self
                     .gate
@@ -539,10 +545,16 @@ impl Shared {
                         pinned = Some(target);
                         r
                     }
-                    Err(r) => return self.send_gate_refusal(conn, &r, head_only).await,
+                    Err(r) => {
+                        return self.send_push_aware(conn, &r, &action, &raw, head_only).await;
+                    }
                 }
             }
-            Err(refusal) => return self.send_gate_refusal(conn, &refusal, head_only).await,
+            Err(refusal) => {
+                return self
+                    .send_push_aware(conn, &refusal, &action, &raw, head_only)
+                    .await;
+            }
         };
         // 7. Resolve, filter, connect (pinned), forward. An approved request
         // goes on a connection of its own to the address it was approved for.
@@ -1379,6 +1391,28 @@ impl Shared {
         r
     }
 
+    /// Writes the gate's refusal; a refused `git push` gets it in git's own
+    /// report (each ref `ng` with the reason, the whole refusal as `remote:`
+    /// lines), so the agent reads why instead of "unexpected disconnect".
+    async fn send_push_aware<S>(
+        &self,
+        conn: &mut Conn<S>,
+        r: &Refusal,
+        action: &NetAction,
+        body: &[u8],
+        head_only: bool,
+    ) -> bool
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send,
+    {
+        if let Some(blastwall_policy::GitPush::Updates { updates }) = &action.git_push
+            && let Some(reply) = push_report(r, updates, body)
+        {
+            return conn.write_all(&reply.to_bytes(false, head_only)).await.is_ok();
+        }
+        self.send_gate_refusal(conn, r, head_only).await
+    }
+
     /// Writes the gate's refusal; returns whether the connection may go on.
     async fn send_gate_refusal<S>(&self, conn: &mut Conn<S>, r: &Refusal, head_only: bool) -> bool
     where
@@ -1430,6 +1464,85 @@ impl Shared {
             .is_ok();
         ok && !close
     }
+}
+
+/// git's receive-pack report for a refused push, when the client asked
+/// for one (`report-status`): `unpack ok`, then `ng <ref> <reason>` for
+/// every ref; with `side-band-64k`, the refusal's text goes first on the
+/// progress band, which git prints as `remote:` lines.
+fn push_report(
+    r: &Refusal,
+    updates: &[blastwall_policy::PushUpdate],
+    body: &[u8],
+) -> Option<Reply> {
+    let caps_end = body.iter().take(4096).position(|&b| b == b'\n')?;
+    let first = body.get(..caps_end)?;
+    let caps = first
+        .iter()
+        .position(|&b| b == 0)
+        .and_then(|i| first.get(i + 1..))
+        .unwrap_or_default();
+    let has = |c: &str| {
+        caps.split(|&b| b == b' ')
+            .any(|w| w == c.as_bytes())
+    };
+    // `report-status-v2` reads the same `unpack` and `ng` lines.
+    if !has("report-status") && !has("report-status-v2") {
+        return None;
+    }
+    let pkt = |payload: &[u8]| -> Vec<u8> {
+        let mut v = format!("{:04x}", payload.len() + 4).into_bytes();
+        v.extend_from_slice(payload);
+        v
+    };
+    let what = match r.verdict {
+        blastwall_policy::Verdict::Ask => "needs approval",
+        _ => "denied",
+    };
+    let mut reason: String = format!("blastwall {what}: {}", r.reason)
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    reason.truncate(reason.floor_char_boundary(900));
+    let mut report = pkt(b"unpack ok\n");
+    for u in updates {
+        report.extend(pkt(format!("ng {} {reason}\n", u.update.name).as_bytes()));
+    }
+    report.extend_from_slice(b"0000");
+    let mut out = Vec::new();
+    if has("side-band-64k") || has("side-band") {
+        let max = if has("side-band-64k") { 65515 } else { 999 };
+        let text = r.to_string();
+        for line in text.lines() {
+            let mut p = vec![2u8];
+            p.extend_from_slice(line.as_bytes().get(..line.len().min(max - 2))?);
+            p.push(b'\n');
+            out.extend(pkt(&p));
+        }
+        for chunk in report.chunks(max - 1) {
+            let mut p = vec![1u8];
+            p.extend_from_slice(chunk);
+            out.extend(pkt(&p));
+        }
+        out.extend_from_slice(b"0000");
+    } else {
+        out = report;
+    }
+    let mut headers = vec![
+        (
+            "Content-Type".to_owned(),
+            "application/x-git-receive-pack-result".to_owned(),
+        ),
+        ("X-Blastwall".to_owned(), "refused".to_owned()),
+    ];
+    if let Some(id) = r.request_id {
+        headers.push(("X-Blastwall-Request-Id".to_owned(), id.to_string()));
+    }
+    Some(Reply {
+        status: 200,
+        headers,
+        body: out,
+    })
 }
 
 fn refusal_reply(r: &Refusal) -> Reply {

@@ -303,7 +303,10 @@ verdict = "allow"
         .unwrap();
     let start = std::time::Instant::now();
     while up.seen.lock().unwrap().len() < 20 {
-        assert!(start.elapsed() < std::time::Duration::from_secs(60), "no traffic");
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(60),
+            "no traffic"
+        );
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
     // SIGKILL: no chance to flush, seal or clean up.
@@ -319,7 +322,10 @@ verdict = "allow"
     for r in up.seen.lock().unwrap().iter() {
         let body = r.rsplit_once('\n').map_or("", |(_, b)| b);
         assert!(
-            log.contains(&format!("\"body_digest\":\"{}\"", sha256_hex(body.as_bytes()))),
+            log.contains(&format!(
+                "\"body_digest\":\"{}\"",
+                sha256_hex(body.as_bytes())
+            )),
             "the request with body {body} went out with no decision on record"
         );
     }
@@ -343,4 +349,169 @@ fn sha256_hex(b: &[u8]) -> String {
     let mut s = String::new();
     let _ = write!(s, "{}", String::from_utf8_lossy(&out.stdout));
     s.split_whitespace().next().unwrap_or_default().to_owned()
+}
+
+/// A smart-HTTP git remote: Python's CGI server in front of
+/// `git http-backend`. Returns the port and the bare repository.
+fn git_remote(dir: &std::path::Path) -> Option<(u16, std::path::PathBuf, std::process::Child)> {
+    let repos = dir.join("repos");
+    let bare = repos.join("shop.git");
+    let ok = std::process::Command::new("git")
+        .args(["init", "-q", "--bare", "-b", "main"])
+        .arg(&bare)
+        .status()
+        .ok()?
+        .success();
+    if !ok {
+        return None;
+    }
+    let _ = std::process::Command::new("git")
+        .args(["config", "http.receivepack", "true"])
+        .current_dir(&bare)
+        .status();
+    let cgi = dir.join("srv/cgi-bin/git");
+    std::fs::create_dir_all(cgi.parent().unwrap()).unwrap();
+    std::fs::write(
+        &cgi,
+        format!(
+            "#!/bin/sh\nexport GIT_PROJECT_ROOT={} GIT_HTTP_EXPORT_ALL=1 REMOTE_USER=t\nexec git -c safe.directory='*' http-backend\n",
+            repos.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(&cgi, std::fs::Permissions::from_mode(0o755)).unwrap();
+    if rustix::process::geteuid().is_root() {
+        // Python's CGI server runs scripts as nobody when it runs as root.
+        std::process::Command::new("chown")
+            .args(["-R", "65534:65534"])
+            .arg(&repos)
+            .status()
+            .unwrap();
+    }
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = std::process::Command::new("python3")
+        .args(["-m", "http.server", "--cgi", "--bind", "127.0.0.1"])
+        .arg(port.to_string())
+        .current_dir(dir.join("srv"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .ok()?;
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Some((port, bare, child));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    None
+}
+
+#[test]
+fn a_refused_push_tells_git_why_and_a_feature_push_lands() {
+    let w = World::new();
+    if !curl_available(&w) {
+        return;
+    }
+    let Some((port, bare, mut server)) = git_remote(w.dir.path()) else {
+        assert!(
+            std::env::var_os("BLASTWALL_REQUIRE_SANDBOX").is_none(),
+            "git and python3 are required"
+        );
+        return;
+    };
+    let git = |args: &[&str]| {
+        let out = std::process::Command::new("git")
+            .args([
+                "-c",
+                "user.name=t",
+                "-c",
+                "user.email=t@e",
+                "-c",
+                "init.defaultBranch=main",
+            ])
+            .args(args)
+            .current_dir(w.project())
+            .env("HOME", w.home())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "git {args:?}: {out:?}");
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    std::fs::remove_dir_all(w.project()).unwrap();
+    std::fs::create_dir_all(w.project()).unwrap();
+    git(&["init", "-q"]);
+    git(&["commit", "-q", "--allow-empty", "-m", "shared history"]);
+    git(&[
+        "push",
+        "-q",
+        &format!("http://127.0.0.1:{port}/cgi-bin/git/shop.git"),
+        "HEAD:main",
+    ]);
+    let main_before = git(&["rev-parse", "HEAD"]);
+    git(&[
+        "remote",
+        "add",
+        "origin",
+        "http://git.example.test/cgi-bin/git/shop.git",
+    ]);
+    w.write(
+        "project/blastwall.toml",
+        &format!(
+            "version = 1\n[[network.rule]]\nhost = \"git.example.test\"\nverdict = \"allow\"\n[network.resolve]\n\"git.example.test:80\" = \"127.0.0.1:{port}\"\n[network.git]\nprotected = [\"main\"]\n{}",
+            super::accept_missing_here(&w)
+        ),
+    );
+    std::fs::write(w.project().join(".git/info/exclude"), "blastwall.toml\n").unwrap();
+    w.run(&["trust"]).expect(0);
+    if rustix::process::geteuid().is_root() {
+        std::process::Command::new("chown")
+            .args(["-R", "65534:65534"])
+            .arg(w.project())
+            .status()
+            .unwrap();
+    }
+    let script = "g() { git -c user.name=a -c user.email=a@b \"$@\"; }
+g commit -q --amend --allow-empty -m rewritten
+g push --force origin HEAD:main 2>&1; echo \"force-rc=$?\"
+g commit -q --allow-empty -m feature-work
+g push origin HEAD:feature 2>&1; echo \"feature-rc=$?\"
+";
+    let out = w
+        .command(&w.project(), &["run", "--", "sh", "-c", script])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let refs = std::process::Command::new("git")
+        .args([
+            "-c",
+            "safe.directory=*",
+            "for-each-ref",
+            "--format=%(refname) %(objectname)",
+        ])
+        .current_dir(&bare)
+        .output()
+        .unwrap();
+    let refs = String::from_utf8_lossy(&refs.stdout).into_owned();
+    let _ = server.kill();
+    let _ = server.wait();
+    // git itself shows why: the refusal as `remote:` lines and the ref's reason.
+    assert!(stdout.contains("remote: blastwall: denied"), "{stdout}");
+    assert!(stdout.contains("[remote rejected]"), "{stdout}");
+    assert!(stdout.contains("blastwall denied"), "{stdout}");
+    assert!(!stdout.contains("force-rc=0"), "{stdout}");
+    assert!(stdout.contains("feature-rc=0"), "{stdout}");
+    // The remote's main is unchanged; the feature branch landed.
+    assert!(
+        refs.contains(&format!("refs/heads/main {main_before}")),
+        "{refs}"
+    );
+    assert!(refs.contains("refs/heads/feature "), "{refs}");
+    // The approval named the rewrite.
+    let all = w.run(&["approvals", "--all", "--json"]).expect(0).stdout();
+    assert!(all.contains("ref refs/heads/main"), "{all}");
 }
