@@ -365,3 +365,150 @@ fn non_interactive_webhook_posts_the_ask_and_waits() {
     assert_eq!(vec!["one"], bodies(&up), "{stdout}");
     assert!(stdout.contains("r1=you sent"), "{stdout}");
 }
+
+#[test]
+fn watch_once_prints_a_snapshot_without_a_terminal() {
+    let w = World::new();
+    let j = w.run(&["watch", "--once", "--json"]).expect(0).json();
+    assert_eq!(
+        serde_json::json!({"sessions": [], "approvals": [], "events": []}),
+        j
+    );
+    let r = w.run(&["watch", "--once"]).expect(0);
+    assert!(
+        r.stdout().contains("pending approvals (0)"),
+        "{}",
+        r.stdout()
+    );
+    let r = w.run(&["watch"]);
+    assert_eq!(2, r.code());
+    assert!(r.stderr().contains("not a terminal"), "{}", r.stderr());
+    let r = w.run(&["watch", "--json"]);
+    assert_eq!(2, r.code(), "--json needs --once: {}", r.stderr());
+}
+
+fn tmux(args: &[&str]) -> String {
+    let out = std::process::Command::new("tmux")
+        .args(args)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Waits until the pane shows `text` (generous cap; no fixed sleeps).
+fn wait_screen(session: &str, text: &str) -> String {
+    let cap = Instant::now() + Duration::from_secs(30);
+    loop {
+        let screen = tmux(&["capture-pane", "-t", session, "-p"]);
+        if screen.contains(text) {
+            return screen;
+        }
+        assert!(
+            Instant::now() < cap,
+            "the screen never showed {text:?}:\n{screen}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+struct TmuxSession(String);
+
+impl Drop for TmuxSession {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("tmux")
+            .args(["kill-session", "-t", &self.0])
+            .output();
+    }
+}
+
+#[test]
+fn watch_approves_with_a_then_y_and_the_held_request_goes_through_once() {
+    let tmux_ok = std::process::Command::new("tmux")
+        .arg("-V")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !tmux_ok {
+        assert!(
+            std::env::var_os("BLASTWALL_REQUIRE_SANDBOX").is_none(),
+            "tmux is required"
+        );
+        eprintln!("skipped: tmux is not installed");
+        return;
+    }
+    let up = upstream();
+    let w = world(
+        &up,
+        "[approval]\ntimeout = \"120s\"\nnon_interactive = \"wait\"",
+    );
+    if !curl_available(&w) {
+        return;
+    }
+    // The agent's path carries an OSC 52 (set the clipboard) and a bidi
+    // override, percent-encoded by curl as any client would.
+    let url = format!(
+        "http://api.example.test:{}/volumes/v1/delete?x=%1B%5D52%3Bc%3BeA%3D%3D%07%E2%80%AE",
+        up.port
+    );
+    let script = format!(r#"echo "r1=$(curl -s -X POST --data one '{url}')""#);
+    let mut run = w
+        .command(&w.project(), &["run", "--", "sh", "-c", &script])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let a = pending(&w);
+    let id = a["id"].as_str().unwrap().to_owned();
+    // The snapshot shows it, and the ask in the session's log.
+    let snap = w.run(&["watch", "--once", "--json"]).expect(0).json();
+    assert_eq!(id, snap["approvals"][0]["id"].as_str().unwrap(), "{snap}");
+    let events = snap["events"].as_array().unwrap();
+    assert!(
+        events
+            .iter()
+            .any(|e| e["kind"] == "decision" && e["verdict"] == "ask"),
+        "{snap}"
+    );
+    let name = format!("bw-watch-{}", std::process::id());
+    let _session = TmuxSession(name.clone());
+    let cmd = format!(
+        "env -i HOME='{}' PATH='{}' TERM=xterm '{}' watch",
+        w.home().display(),
+        std::env::var("PATH").unwrap_or_default(),
+        env!("CARGO_BIN_EXE_blastwall")
+    );
+    tmux(&[
+        "new-session",
+        "-d",
+        "-s",
+        &name,
+        "-x",
+        "200",
+        "-y",
+        "40",
+        &cmd,
+    ]);
+    let screen = wait_screen(&name, &id);
+    assert!(!screen.contains('\u{1b}'), "{screen:?}");
+    assert!(up.seen.lock().unwrap().is_empty(), "held until the yes");
+    tmux(&["send-keys", "-t", &name, "a"]);
+    wait_screen(&name, "press y to approve");
+    tmux(&["send-keys", "-t", &name, "y"]);
+    wait_screen(&name, &format!("{id} approved (once)"));
+    tmux(&["send-keys", "-t", &name, "q"]);
+    let status = run.wait().unwrap();
+    let mut stdout = String::new();
+    run.stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut stdout)
+        .unwrap();
+    assert!(status.success(), "{stdout}");
+    assert_eq!(vec!["one"], bodies(&up), "{stdout}");
+    assert!(stdout.contains("r1=you sent"), "{stdout}");
+    let all = w.run(&["approvals", "--all", "--json"]).expect(0).json();
+    let by = all["approvals"][0]["decided_by"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(by.ends_with(" via watch"), "{by}");
+}
