@@ -382,7 +382,14 @@ pub fn describe(e: &Event) -> FeedEvent {
                 format!("{outcome}{of}{approval}{by}"),
             )
         }
-        Kind::Alert => (None, format!("ALERT {}: {}", s(d, "rule"), s(d, "what"))),
+        Kind::Alert => {
+            // Older alerts say `what`, the anomaly rules `reason`.
+            let what = match s(d, "what") {
+                "" => s(d, "reason"),
+                w => w,
+            };
+            (None, format!("ALERT {}: {what}", s(d, "rule")))
+        }
         Kind::SessionEnd => {
             let exit = d
                 .get("exit")
