@@ -88,7 +88,9 @@ pub enum ServeError {
     )]
     NotLoopback(SocketAddr),
     /// The port is taken or not ours.
-    #[error("cannot listen on {addr}: {source}")]
+    #[error(
+        "cannot listen on {addr}: {source} (another `blastwall serve`? `--port 0` picks a free port)"
+    )]
     Bind {
         /// The address.
         addr: SocketAddr,
@@ -248,24 +250,29 @@ impl Server {
             format!("localhost:{port}"),
             format!("[::1]:{port}"),
         ];
-        if !ip.is_loopback() && !ip.is_unspecified() {
-            hosts.push(host_port(ip, port));
+        // The listen address itself (127.0.0.2 is loopback too).
+        let own = host_port(ip, port);
+        if !ip.is_unspecified() && !hosts.contains(&own) {
+            hosts.push(own);
         }
-        for h in &cfg.hosts {
-            let h = h.to_ascii_lowercase();
-            let has_port = h
-                .rsplit_once(':')
-                .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
-                && !(h.starts_with('[') && h.ends_with(']'));
-            hosts.push(if has_port { h } else { format!("{h}:{port}") });
-        }
-        let extra = hosts
-            .get(3)
-            .filter(|_| !cfg.hosts.is_empty() && !ip.is_loopback());
-        let base_host = if ip.is_loopback() {
-            host_port(ip, port)
-        } else if ip.is_unspecified() {
-            extra
+        let named: Vec<String> = cfg
+            .hosts
+            .iter()
+            .map(|h| {
+                let h = h.to_ascii_lowercase();
+                let has_port = h
+                    .rsplit_once(':')
+                    .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+                    && !(h.starts_with('[') && h.ends_with(']'));
+                if has_port { h } else { format!("{h}:{port}") }
+            })
+            .collect();
+        hosts.extend(named.iter().cloned());
+        // The URL to print: the listen address, or for an unspecified one
+        // (0.0.0.0) the first name given, else loopback.
+        let base_host = if ip.is_unspecified() {
+            named
+                .first()
                 .cloned()
                 .unwrap_or_else(|| format!("127.0.0.1:{port}"))
         } else {

@@ -602,3 +602,22 @@ fn beyond_loopback_needs_the_flag() {
     assert_eq!(format!("http://bw.internal:{}/", s.port()), s.base_url());
     assert!(s.url().contains("?token="));
 }
+
+#[test]
+fn another_loopback_address_is_its_own_base() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = Home::at(dir.path().join("bw"));
+    let mut cfg = config(&home);
+    cfg.listen = "127.0.0.2:0".parse().unwrap();
+    cfg.record = false;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let s = rt.block_on(Server::bind(&cfg)).unwrap();
+    assert_eq!(format!("http://127.0.0.2:{}/", s.port()), s.base_url());
+    // A taken port says what to do.
+    cfg.listen = format!("127.0.0.2:{}", s.port()).parse().unwrap();
+    let e = rt.block_on(Server::bind(&cfg)).unwrap_err().to_string();
+    assert!(e.contains("--port 0"), "{e}");
+}
