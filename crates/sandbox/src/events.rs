@@ -3,7 +3,6 @@
 //! `poll`.
 #![forbid(unsafe_code)]
 
-use std::collections::HashMap;
 use std::fs::File;
 use std::io::BufReader;
 use std::os::fd::{AsFd, OwnedFd};
@@ -12,7 +11,6 @@ use std::time::{Duration, Instant};
 
 use nix::fcntl::OFlag;
 use nix::poll::{PollFd, PollFlags, PollTimeout};
-use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify, WatchDescriptor};
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
@@ -42,59 +40,66 @@ pub(crate) struct Watches {
     pub(crate) init: Pid,
 }
 
-/// inotify on the decoys, in a helper process (this same binary behind
-/// [`crate::INIT_ARG`] `watch`): closing an inotify instance waits for an
-/// SRCU grace period (~10 ms), which the helper pays in its own exit
-/// instead of the run's. The helper writes one line per event: the index
-/// of the decoy.
+/// inotify on the decoys, in a helper process (a fork of the supervisor
+/// without `execve`, `crate::sys::fork_decoy_watcher`): closing an inotify
+/// instance waits for an SRCU grace period (~10 ms), which the helper pays
+/// in its own exit instead of the run's. The helper writes one line per
+/// event: the index of the decoy.
 #[derive(Debug)]
 pub(crate) struct DecoyWatch {
-    child: std::process::Child,
-    out: BufReader<std::process::ChildStdout>,
+    pid: Option<Pid>,
+    /// Its command pipe: closing it stops the helper.
+    cmd: Option<OwnedFd>,
+    out: BufReader<File>,
     paths: Vec<PathBuf>,
 }
 
-/// The helper's second argument.
-pub(crate) const WATCH_ARG: &str = "watch";
-
 impl DecoyWatch {
     /// Starts watching `decoys` (decoy source on the host, hidden path
-    /// inside); returns once every watch is in place.
+    /// inside). The helper sets its watches while the sandbox comes up;
+    /// [`DecoyWatch::wait_ready`] waits until every one is in place.
     pub(crate) fn new(decoys: &[(PathBuf, PathBuf)]) -> Result<DecoyWatch, SandboxError> {
-        use std::io::BufRead;
+        use std::os::fd::AsRawFd;
         let io = |e: std::io::Error| SandboxError::Io {
             what: "cannot start the decoy watch".to_owned(),
             source: e,
         };
-        let mut child = std::process::Command::new("/proc/self/exe")
-            .arg(crate::INIT_ARG)
-            .arg(WATCH_ARG)
-            .args(decoys.iter().map(|(s, _)| s))
-            .env_clear()
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()
+        let paths = decoys
+            .iter()
+            .map(|(s, _)| crate::sys::path_cstring(s))
+            .collect::<Result<Vec<_>, _>>()
             .map_err(io)?;
-        let stdout = child
-            .stdout
-            .take()
-            .ok_or_else(|| io(std::io::Error::other("no stdout")))?;
-        let mut out = BufReader::new(stdout);
-        let mut line = String::new();
-        out.read_line(&mut line).map_err(io)?;
-        if line.trim() != "ready" {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(io(std::io::Error::other(format!(
-                "the watch helper said {line:?}"
-            ))));
-        }
+        let (cmd_read, cmd_write) =
+            nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| io(e.into()))?;
+        let (out_read, out_write) =
+            nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| io(e.into()))?;
+        let mut prepared =
+            crate::sys::PreparedWatch::new(paths, cmd_read.as_raw_fd(), out_write.as_raw_fd());
+        let pid = crate::sys::fork_decoy_watcher(&mut prepared).map_err(io)?;
+        drop((cmd_read, out_write));
         Ok(DecoyWatch {
-            child,
-            out,
+            pid: Some(pid),
+            cmd: Some(cmd_write),
+            out: BufReader::new(File::from(out_read)),
             paths: decoys.iter().map(|(_, h)| h.clone()).collect(),
         })
+    }
+
+    /// Waits until the helper watches every decoy (before the sandbox may
+    /// start anything that could open one).
+    pub(crate) fn wait_ready(&mut self) -> Result<(), SandboxError> {
+        use std::io::BufRead;
+        let mut line = String::new();
+        let read = self.out.read_line(&mut line);
+        if read.is_err() || line.trim() != "ready" {
+            return Err(SandboxError::Io {
+                what: "cannot start the decoy watch".to_owned(),
+                source: read.err().unwrap_or_else(|| {
+                    std::io::Error::other("the helper could not watch every decoy")
+                }),
+            });
+        }
+        Ok(())
     }
 
     /// Handles one line from the helper; `false` at its end.
@@ -125,65 +130,21 @@ impl DecoyWatch {
     /// (the sandbox is gone, so no new one can come), without waiting for
     /// its exit (a thread reaps it).
     fn finish(mut self, seen: &mut Seen, hooks: &mut dyn SupervisorHooks) {
-        drop(self.child.stdin.take());
+        drop(self.cmd.take());
         while self.line(seen, hooks) {}
-        let mut child = self.child;
-        let _ = std::thread::Builder::new()
-            .name("blastwall-decoy-watch".to_owned())
-            .spawn(move || child.wait());
     }
 }
 
-/// The helper: watch `paths`, print "ready", then one index per event,
-/// until stdin closes (the supervisor is done or dead).
-pub(crate) fn watch_main(paths: &[std::ffi::OsString]) -> u8 {
-    use std::io::Write;
-    let _ = nix::sys::prctl::set_pdeathsig(Some(Signal::SIGKILL));
-    let Ok(inotify) = Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK) else {
-        return 1;
-    };
-    let mut wds: HashMap<WatchDescriptor, usize> = HashMap::new();
-    for (i, p) in paths.iter().enumerate() {
-        match inotify.add_watch(
-            Path::new(p),
-            AddWatchFlags::IN_OPEN | AddWatchFlags::IN_ACCESS,
-        ) {
-            Ok(wd) => {
-                wds.insert(wd, i);
-            }
-            Err(_) => return 1,
-        }
-    }
-    let mut stdout = std::io::stdout();
-    if writeln!(stdout, "ready")
-        .and_then(|()| stdout.flush())
-        .is_err()
-    {
-        return 1;
-    }
-    let stdin = std::io::stdin();
-    loop {
-        let mut fds = [
-            PollFd::new(inotify.as_fd(), PollFlags::POLLIN),
-            PollFd::new(stdin.as_fd(), PollFlags::POLLIN),
-        ];
-        if nix::poll::poll(&mut fds, PollTimeout::NONE).is_err() {
-            continue;
-        }
-        let closing = fds[1].revents().is_some_and(|r| !r.is_empty());
-        // On close, pass on what is queued, then say so.
-        for ev in inotify.read_events().unwrap_or_default() {
-            if let Some(i) = wds.get(&ev.wd)
-                && writeln!(stdout, "{i}")
-                    .and_then(|()| stdout.flush())
-                    .is_err()
-            {
-                return 0;
-            }
-        }
-        if closing {
-            let _ = writeln!(stdout, "done").and_then(|()| stdout.flush());
-            return 0;
+impl Drop for DecoyWatch {
+    /// Closes the helper's command pipe (it exits on its own, or dies with
+    /// the supervisor) and reaps it on a thread: its exit waits for the
+    /// grace period this helper exists to keep off the run.
+    fn drop(&mut self) {
+        drop(self.cmd.take());
+        if let Some(pid) = self.pid.take() {
+            let _ = std::thread::Builder::new()
+                .name("blastwall-decoy-watch".to_owned())
+                .spawn(move || nix::sys::wait::waitpid(pid, None));
         }
     }
 }

@@ -74,10 +74,6 @@ pub fn init_if_requested() -> Option<ExitCode> {
         return None;
     }
     let arg = args.next();
-    if arg.as_deref() == Some(OsStr::new(crate::events::WATCH_ARG)) {
-        let paths: Vec<OsString> = args.collect();
-        return Some(ExitCode::from(crate::events::watch_main(&paths)));
-    }
     if arg.as_deref() == Some(OsStr::new(crate::supervisor::PROBE_ARG)) {
         return Some(ExitCode::from(crate::supervisor::probe_main()));
     }

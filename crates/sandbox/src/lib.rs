@@ -48,6 +48,7 @@ pub mod seccomp;
 mod supervisor;
 mod sys;
 mod tty;
+mod volatile;
 
 use std::ffi::OsString;
 use std::path::PathBuf;

@@ -208,7 +208,7 @@ pub fn run(
     let plan = Plan::build(&spec, &RealHost, Some(decoy_dir.path()))?;
     decoy_dir.fill(&plan.decoys)?;
     decoy_dir.inject(&spec, &plan.injected)?;
-    let decoy_watch = if plan.decoys.is_empty() {
+    let mut decoy_watch = if plan.decoys.is_empty() {
         None
     } else {
         let pairs: Vec<(PathBuf, PathBuf)> = plan
@@ -264,8 +264,15 @@ pub fn run(
         };
     let (rows, cols) = crate::tty::host_size();
 
+    // The injected files are in the decoy directory already, and the init
+    // binds them from there: their contents (a CA bundle is 220 KB, twice
+    // that as hex) stay out of the config it reads and parses.
+    let mut init_spec = spec.clone();
+    for f in &mut init_spec.injected {
+        f.contents = Vec::new();
+    }
     let cfg = InitConfig {
-        spec: spec.clone(),
+        spec: init_spec,
         plan,
         report_fd: report_write.as_raw_fd(),
         lifeline_fd: sync_read.as_raw_fd(),
@@ -356,6 +363,22 @@ pub fn run(
         .netns_ready(pid.as_raw())
         .map_err(SandboxError::Hook)?;
 
+    // The overlay is mounted volatile: clear (or refuse) what a run that
+    // did not finish left, and note when this run starts (nothing inside
+    // runs before the start byte).
+    let overlay_dirs = match &spec.project_mode {
+        crate::ProjectMode::Overlay { upper, work } => {
+            let since = crate::volatile::prepare(upper, work)?;
+            Some((upper.clone(), work.clone(), since))
+        }
+        _ => None,
+    };
+
+    // The decoys are watched before anything inside can open one.
+    if let Some(w) = &mut decoy_watch {
+        w.wait_ready()?;
+    }
+
     // Start. The write end stays open until we return: it is the lifeline.
     let mut sync_file = File::from(sync_write);
     sync_file
@@ -417,6 +440,11 @@ pub fn run(
         nix::sys::wait::waitpid(pid, None).map_err(nix_err("cannot wait for the sandbox init"))?;
     guard.pid = None;
     drop(sync_file);
+    // The sandbox's mount namespace went with the init, and the overlay
+    // with it: make the session's changes durable.
+    if let Some((upper, work, since)) = &overlay_dirs {
+        crate::volatile::finish(upper, work, *since)?;
+    }
     let oom = cgroups.0.oom_killed();
     if let Some(e) = seen.failure {
         return Err(e);

@@ -527,3 +527,218 @@ pub(crate) fn dup_onto_stdio(fd: RawFd) -> io::Result<()> {
     }
     Ok(())
 }
+
+/// What the decoy watcher child needs, prepared before the fork: the
+/// decoys' paths and a table for their watch descriptors.
+#[derive(Debug)]
+pub(crate) struct PreparedWatch {
+    paths: Vec<CString>,
+    /// The watch descriptor of each path, filled in by the child (in its
+    /// copy-on-write copy).
+    wds: Vec<libc::c_int>,
+    /// Read end of the command pipe (its end-of-file stops the child).
+    cmd_read: RawFd,
+    /// Write end of the event pipe.
+    out_write: RawFd,
+    /// The supervisor's pid, to notice it died before the child set its
+    /// parent-death signal.
+    parent: libc::pid_t,
+}
+
+impl PreparedWatch {
+    pub(crate) fn new(paths: Vec<CString>, cmd_read: RawFd, out_write: RawFd) -> Self {
+        let wds = vec![-1; paths.len()];
+        PreparedWatch {
+            paths,
+            wds,
+            cmd_read,
+            out_write,
+            parent: libc::pid_t::try_from(std::process::id()).unwrap_or(0),
+        }
+    }
+}
+
+/// Forks the decoy watcher: a child of the supervisor that puts an inotify
+/// watch (open, access) on each path, writes `ready\n` to `out_write`, then
+/// one line per event (the path's index) until the command pipe reaches
+/// end-of-file, then `done\n`, and exits. Exit status 1: a watch could not
+/// be set.
+///
+/// A fork without `execve`: the child is this process's copy-on-write
+/// image and starts in microseconds, where executing this (large) binary
+/// again costs milliseconds on the critical path of every run. It pays
+/// the SRCU grace period of closing its inotify instance (~10 ms) in its
+/// own exit, which nobody waits for.
+pub(crate) fn fork_decoy_watcher(prepared: &mut PreparedWatch) -> io::Result<Pid> {
+    // SAFETY: raw clone(2) with only SIGCHLD and a NULL stack is fork(2):
+    // the child runs on a copy-on-write copy of this thread's stack and
+    // memory; no pointer is passed to the kernel. The parent may have other
+    // threads, so the child (`watcher_child`) uses only raw
+    // async-signal-safe syscalls on memory prepared before the fork (no
+    // allocation, no locks, no panics) and leaves with `_exit`.
+    // JUSTIFICATION: libc's fork() would run atfork handlers in the child
+    // for nothing; std::process would need an execve of this binary, the
+    // cost this function exists to avoid.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            libc::SIGCHLD as libc::c_ulong,
+            0usize,
+            0usize,
+            0usize,
+            0usize,
+        )
+    };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if ret == 0 {
+        // SAFETY: we are the child of a fork-like clone; `watcher_child`
+        // only makes async-signal-safe syscalls and never returns.
+        unsafe { watcher_child(prepared) }
+    }
+    let pid = i32::try_from(ret).map_err(|_| io::Error::from_raw_os_error(libc::EOVERFLOW))?;
+    Ok(Pid::from_raw(pid))
+}
+
+/// Writes all of `buf` to `fd`; `false` on error (the reader is gone).
+///
+/// # Safety
+///
+/// Raw write(2) on a caller-owned buffer; callable in a forked child.
+unsafe fn write_all_raw(fd: RawFd, mut buf: &[u8]) -> bool {
+    while !buf.is_empty() {
+        // SAFETY: `buf` is a live slice; write(2) reads at most its length.
+        let n = unsafe { libc::write(fd, buf.as_ptr().cast(), buf.len()) };
+        if n < 0 {
+            // SAFETY: errno of this thread.
+            if unsafe { *libc::__errno_location() } == libc::EINTR {
+                continue;
+            }
+            return false;
+        }
+        let n = usize::try_from(n).unwrap_or(0);
+        buf = buf.get(n..).unwrap_or(&[]);
+    }
+    true
+}
+
+/// The child side of [`fork_decoy_watcher`].
+///
+/// # Safety
+///
+/// Must only be called in the child of a fork-like clone; it never returns.
+unsafe fn watcher_child(p: &mut PreparedWatch) -> ! {
+    // SAFETY: every call below is a raw async-signal-safe syscall on
+    // integers, on pointers into `p` (built by the parent before the fork,
+    // mapped here copy-on-write; `paths` are NUL-terminated), or on stack
+    // buffers of this function. Nothing allocates, locks or can panic
+    // (slice accesses use `get`).
+    unsafe {
+        // Die with the supervisor thread; if it is gone already, leave.
+        libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as libc::c_ulong,
+            0,
+            0,
+            0,
+        );
+        if libc::getppid() != p.parent {
+            libc::_exit(1);
+        }
+        // Only the two pipes stay open: no other descriptor of the
+        // supervisor (sockets, logs, pipes whose end-of-file matters)
+        // lives on in this process.
+        if libc::dup2(p.cmd_read, 0) < 0 || libc::dup2(p.out_write, 1) < 0 {
+            libc::_exit(1);
+        }
+        libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
+        let ino = libc::inotify_init1(libc::IN_CLOEXEC);
+        if ino < 0 {
+            libc::_exit(1);
+        }
+        for (i, path) in p.paths.iter().enumerate() {
+            let wd = libc::inotify_add_watch(ino, path.as_ptr(), libc::IN_OPEN | libc::IN_ACCESS);
+            if wd < 0 {
+                libc::_exit(1);
+            }
+            if let Some(slot) = p.wds.get_mut(i) {
+                *slot = wd;
+            }
+        }
+        if !write_all_raw(1, b"ready\n") {
+            libc::_exit(0);
+        }
+        // inotify events are 4-byte aligned: read into u32 words.
+        let mut buf = [0u32; 1024];
+        loop {
+            let mut fds = [
+                libc::pollfd {
+                    fd: ino,
+                    events: libc::POLLIN,
+                    revents: 0,
+                },
+                libc::pollfd {
+                    fd: 0,
+                    events: libc::POLLIN,
+                    revents: 0,
+                },
+            ];
+            if libc::poll(fds.as_mut_ptr(), 2, -1) < 0 {
+                continue;
+            }
+            let closing = fds[1].revents != 0;
+            if fds[0].revents != 0 {
+                let n = libc::read(ino, buf.as_mut_ptr().cast(), std::mem::size_of_val(&buf));
+                let n = usize::try_from(n).unwrap_or(0);
+                let bytes = std::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), n);
+                let mut off = 0usize;
+                // struct inotify_event: wd, mask, cookie, len, name[len].
+                while let Some(head) = bytes.get(off..off + 16) {
+                    let word = |k: usize| -> u32 {
+                        let mut w = [0u8; 4];
+                        if let Some(b) = head.get(k * 4..k * 4 + 4) {
+                            w.copy_from_slice(b);
+                        }
+                        u32::from_ne_bytes(w)
+                    };
+                    let wd = libc::c_int::from_ne_bytes(word(0).to_ne_bytes());
+                    let len = usize::try_from(word(3)).unwrap_or(usize::MAX);
+                    off = off.saturating_add(16).saturating_add(len);
+                    let Some(i) = p.wds.iter().position(|&w| w == wd) else {
+                        continue;
+                    };
+                    // The index in decimal, then a newline.
+                    let mut line = [0u8; 24];
+                    let mut at = line.len() - 1;
+                    line[at] = b'\n';
+                    let mut v = i;
+                    loop {
+                        at -= 1;
+                        line[at] = b'0' + u8::try_from(v % 10).unwrap_or(0);
+                        v /= 10;
+                        if v == 0 {
+                            break;
+                        }
+                    }
+                    if !write_all_raw(1, line.get(at..).unwrap_or(&[])) {
+                        libc::_exit(0);
+                    }
+                }
+            }
+            if closing {
+                // Pass on what is still queued, then say so.
+                let mut probe = [libc::pollfd {
+                    fd: ino,
+                    events: libc::POLLIN,
+                    revents: 0,
+                }];
+                if libc::poll(probe.as_mut_ptr(), 1, 0) > 0 {
+                    continue;
+                }
+                write_all_raw(1, b"done\n");
+                libc::_exit(0);
+            }
+        }
+    }
+}

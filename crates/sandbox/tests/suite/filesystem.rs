@@ -61,6 +61,32 @@ fn overlay_keeps_edits_in_upper() {
     );
 }
 
+// The overlay is mounted `volatile` (no syncfs of the host filesystem when
+// the sandbox goes): the supervisor syncs the changes and removes
+// overlayfs's marker after each run, so the same session runs again, and a
+// marker left by a run that did not finish in this boot is cleared.
+#[test]
+fn overlay_runs_again_after_a_volatile_mount() {
+    let Some(mut f) = sandbox() else { return };
+    let marker = f.path("work/work/incompat/volatile");
+    let r = f.sh("echo one > a.txt").ok();
+    assert_eq!(r.code(), Some(0), "stderr: {}", r.stderr());
+    assert!(!marker.exists(), "the volatile marker outlived the run");
+    let r = f.sh("cat a.txt && echo two >> a.txt").ok();
+    assert_eq!(r.code(), Some(0), "stderr: {}", r.stderr());
+    assert_eq!(r.stdout(), "one\n");
+    assert_eq!(
+        std::fs::read_to_string(f.path("upper/a.txt")).unwrap(),
+        "one\ntwo\n"
+    );
+    // A marker a killed supervisor left in this boot: cleared, run again.
+    std::fs::create_dir_all(marker.join("dirty")).unwrap();
+    let r = f.sh("cat a.txt").ok();
+    assert_eq!(r.code(), Some(0), "stderr: {}", r.stderr());
+    assert_eq!(r.stdout(), "one\ntwo\n");
+    assert!(!marker.exists());
+}
+
 #[test]
 fn writes_to_home_etc_usr_fail() {
     let Some(mut f) = sandbox() else { return };
