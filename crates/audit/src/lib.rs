@@ -1,16 +1,55 @@
 //! `blastwall-audit` is the write-ahead, hash-chained record of every decision
 //! blastwall makes (DESIGN.md I4).
 //!
-//! It owns the event schema, the hash chain, the writer and the verifier; its
-//! later versions add segments, signed checkpoints, sinks and anomaly rules.
-//! It must not block on slow sinks: the log file is written first and
-//! everything else reads from it. Nothing inside the wall can reach the log;
-//! it lives in the session directory, outside.
+//! It owns the event schema, the hash chain, the writer, the verifier,
+//! signed checkpoints, the sinks and the anomaly rules. It must not block on
+//! slow sinks: the log file is written first and everything else reads from
+//! it or gets a copy through a queue. Nothing inside the wall can reach the
+//! log; it lives in the session directory, outside.
 //!
 //! Main types: [`AuditLog`] (the writer, over a [`LogFile`], with an
-//! [`FsyncPolicy`]), [`Event`] and [`Kind`] (the schema), [`verify`] with its
-//! [`VerifyReport`] and [`VerifyError`], [`LogReader`] to read records one by
-//! one.
+//! [`FsyncPolicy`]; [`Syncer`] to make records durable outside its lock),
+//! [`Event`] and [`Kind`] (the schema), [`verify`] / [`verify_with`] with
+//! their [`VerifyReport`] and [`VerifyError`], [`LogReader`] to read records
+//! one by one (or follow a log being written); [`Checkpointer`] and
+//! [`SigningKey`] / [`PublicKey`] ([`checkpoint`]); [`sinks::Sinks`];
+//! [`anomaly::Detector`].
+//!
+//! # What the supervisor and the gate call
+//!
+//! ```no_run
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::Arc;
+//! use std::time::Duration;
+//! use blastwall_audit::anomaly::{Detector, Observation, Thresholds, Verdict};
+//! use blastwall_audit::sinks::{OtlpSignal, SinkConfig, Sinks};
+//! use blastwall_audit::{AuditLog, Checkpointer, FsyncPolicy, Kind};
+//! # let home = std::path::Path::new("/tmp/bw"); let session_dir = home.join("sessions/s1");
+//! // The supervisor, once per session:
+//! let sinks = Arc::new(Sinks::start(
+//!     vec![SinkConfig::Otlp { endpoint: "http://127.0.0.1:4318".into(), signal: OtlpSignal::Logs }],
+//!     &session_dir,
+//! )?);
+//! let mut log = AuditLog::create(session_dir.join("audit.jsonl"), "s1", FsyncPolicy::Batch)?
+//!     .with_checkpoints(Checkpointer::in_home(home)?)?
+//!     .with_tap(Arc::clone(&sinks));
+//! let syncer = log.syncer()?; // optional: group commit outside the gate's lock
+//! // The gate, per decision: append, then (side effects) make it durable,
+//! // then run the anomaly rules and record what they raise.
+//! let mut detector = Detector::new(Thresholds::default());
+//! let seq = log.append(Kind::Decision, serde_json::json!({"verdict": "deny"}))?.seq;
+//! syncer.sync_through(seq)?;
+//! let mut obs = Observation::new(Duration::from_secs(1), Verdict::Deny);
+//! obs.decision_seq = Some(seq);
+//! for alert in detector.observe(&obs) {
+//!     log.append(Kind::Alert, alert.to_json())?;
+//! }
+//! // At the end: session-end (then a final checkpoint), and the sinks get
+//! // a bounded time to deliver.
+//! log.append(Kind::SessionEnd, serde_json::json!({"exit": 0}))?;
+//! sinks.flush(Duration::from_secs(5));
+//! # Ok(()) }
+//! ```
 //!
 //! # Format
 //!
@@ -35,7 +74,7 @@
 //! chain: [`VerifyReport::sealed`] is then `false`, as it is for a session
 //! that crashed or is still running. Someone who can rewrite the file can
 //! also rewrite the chain from any point on; signed checkpoints kept apart
-//! from the log are the later answer to both.
+//! from the log ([`checkpoint`], [`verify_with`]) are the answer to both.
 //!
 //! # Test strategy
 //!
@@ -44,7 +83,12 @@
 //! records with a correct hash but a wrong link or session. The writer's file
 //! operations go through [`LogFile`], so a recording fake shows when
 //! `fdatasync` happens relative to `append` returning, and a failing fake
-//! shows that a write error poisons the writer.
+//! shows that a write error poisons the writer. Checkpointed logs are cut
+//! at record boundaries, rewritten with every hash recomputed (keeping the
+//! old signatures, re-signing with another key, dropping the checkpoints)
+//! and their heads files edited. Sinks run against a loopback HTTP server
+//! the test starts, held shut (slow), absent (dead) and brought back. The
+//! anomaly rules are pure and tested rule by rule.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 

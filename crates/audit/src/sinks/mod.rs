@@ -68,6 +68,22 @@ pub enum OtlpSignal {
     Traces,
 }
 
+impl std::str::FromStr for OtlpSignal {
+    type Err = String;
+
+    /// `logs`, or `spans` / `traces` (the manifest's `[audit] sinks`
+    /// spelling is `spans`).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "logs" => Ok(OtlpSignal::Logs),
+            "spans" | "traces" => Ok(OtlpSignal::Traces),
+            other => Err(format!(
+                "unknown OTLP signal {other:?}: expected logs or spans"
+            )),
+        }
+    }
+}
+
 /// One sink, as configured.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SinkConfig {
