@@ -376,3 +376,75 @@ fn decide_now(
     };
     clean(&msg, 300)
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+
+    use super::*;
+
+    const HOSTILE: &str =
+        "\u{1b}[2J\u{1b}]52;c;cm0gLXJmIH4=\u{7}\u{9b}31m vol_pr\u{43e}d\u{202e}x\u{200b}\r\n";
+
+    fn view() -> View {
+        let summary = blastwall_gate::Summary {
+            verb: HOSTILE.into(),
+            target: HOSTILE.into(),
+            host: HOSTILE.into(),
+            how: HOSTILE.into(),
+            risk: HOSTILE.into(),
+            more: 1,
+        };
+        let approval: blastwall_gate::Approval = serde_json::from_value(serde_json::json!({
+            "id": "ap-0000000000000001",
+            "session": HOSTILE,
+            "request_id": 1,
+            "summary": summary,
+            "action": {},
+            "digest": "00",
+            "rule": {"id": HOSTILE, "file": "f", "line": 1, "col": 1},
+            "reason": HOSTILE,
+            "labels": [],
+            "destructive": true,
+            "group": HOSTILE,
+            "created_ns": 0,
+            "expires_ns": i64::MAX,
+            "state": "pending",
+            "decided_ns": null,
+            "decided_by": null,
+            "note": null,
+        }))
+        .unwrap();
+        View {
+            approvals: vec![ApprovalView::from(approval)],
+            selected: 0,
+            events: VecDeque::from([FeedEvent {
+                session: HOSTILE.into(),
+                seq: 1,
+                time: HOSTILE.into(),
+                kind: "decision".into(),
+                verdict: Some("ask".into()),
+                text: HOSTILE.into(),
+            }]),
+            confirm: Some(HOSTILE.into()),
+            status: String::new(),
+        }
+    }
+
+    /// Nothing of the agent's can be an escape sequence, a bidi override or
+    /// a line break on screen, even from fields that skipped cleaning.
+    #[test]
+    fn no_agent_text_reaches_the_terminal_raw() {
+        for (text, _, _) in lines(&view(), 40) {
+            for c in text.chars() {
+                assert!(
+                    (' '..='~').contains(&c) || c == '\u{2014}',
+                    "{c:?} on screen: {text:?}"
+                );
+            }
+        }
+        let all: String = lines(&view(), 40).into_iter().map(|l| l.0).collect();
+        assert!(all.contains("\\u{1b}]52;c;"), "{all}");
+        assert!(all.contains("vol_pr\\u{43e}d\\u{202e}x"), "{all}");
+    }
+}
