@@ -146,14 +146,13 @@ fn slack_url(u: &str) -> String {
 }
 
 struct Job {
-    body: Vec<u8>,
+    approval: Box<Approval>,
 }
 
 /// Posts notices from a background thread.
 pub struct Poster {
     tx: SyncSender<Job>,
     format: Format,
-    home: Home,
     dropped: Arc<AtomicU64>,
 }
 
@@ -191,23 +190,23 @@ impl Poster {
         let url = url.to_owned();
         std::thread::Builder::new()
             .name("blastwall-webhook".into())
-            .spawn(move || post_loop(&url, &rx, &*report))
+            .spawn(move || post_loop(&url, format, &home, &rx, &*report))
             .map_err(WebhookError::Thread)?;
         Ok(Poster {
             tx,
             format,
-            home,
             dropped: Arc::new(AtomicU64::new(0)),
         })
     }
 
-    /// Queues a notice of `approval`; never waits. Returns whether it was
-    /// queued (a full queue drops it).
+    /// Queues a notice of `approval`; never waits and does no I/O (the
+    /// page's address is read and the payload built on the posting
+    /// thread). Returns whether it was queued (a full queue drops it).
     pub fn notify(&self, approval: &Approval) -> bool {
-        let base = crate::serve_file::running_url(&self.home);
-        let body = serde_json::to_vec(&payload(self.format, approval, base.as_deref()))
-            .unwrap_or_default();
-        match self.tx.try_send(Job { body }) {
+        let job = Job {
+            approval: Box::new(approval.clone()),
+        };
+        match self.tx.try_send(job) {
             Ok(()) => true,
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
                 self.dropped.fetch_add(1, Ordering::Relaxed);
@@ -222,13 +221,16 @@ impl Poster {
     }
 }
 
-fn post_loop(url: &str, rx: &Receiver<Job>, report: &dyn Fn(String)) {
+fn post_loop(url: &str, format: Format, home: &Home, rx: &Receiver<Job>, report: &dyn Fn(String)) {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_global(Some(TIMEOUT))
         .max_redirects(0)
         .build()
         .into();
     while let Ok(job) = rx.recv() {
+        let base = crate::serve_file::running_url(home);
+        let body = serde_json::to_vec(&payload(format, &job.approval, base.as_deref()))
+            .unwrap_or_default();
         let mut last = String::new();
         let mut ok = false;
         // One retry after a short pause: webhooks fail transiently.
@@ -239,7 +241,7 @@ fn post_loop(url: &str, rx: &Receiver<Job>, report: &dyn Fn(String)) {
             match agent
                 .post(url)
                 .header("content-type", "application/json")
-                .send(&job.body[..])
+                .send(&body[..])
             {
                 Ok(_) => {
                     ok = true;
