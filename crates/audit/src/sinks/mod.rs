@@ -46,7 +46,7 @@ mod otlp;
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write as _};
-use std::os::unix::fs::{FileExt as _, OpenOptionsExt as _};
+use std::os::unix::fs::{DirBuilderExt as _, FileExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
@@ -347,7 +347,8 @@ fn seq_of(line: &[u8]) -> Option<u64> {
 
 impl Sinks {
     /// Starts one delivery thread per sink, with [`SinkOptions::default`];
-    /// spool files go in `spool_dir` (the session directory).
+    /// spool files go in `spool_dir` (in the session directory; created,
+    /// mode 0700, if missing).
     pub fn start(configs: Vec<SinkConfig>, spool_dir: &Path) -> Result<Sinks, SinkError> {
         Sinks::start_with(configs, spool_dir, SinkOptions::default())
     }
@@ -362,6 +363,17 @@ impl Sinks {
             sinks: Vec::new(),
             threads: Vec::new(),
         };
+        if !configs.is_empty() {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(spool_dir)
+                .map_err(|error| SinkError::Open {
+                    name: "spool".to_owned(),
+                    path: spool_dir.to_path_buf(),
+                    error,
+                })?;
+        }
         for (i, config) in configs.into_iter().enumerate() {
             let name = config.name();
             let deliver = Deliver::new(&config, &options)?;

@@ -210,11 +210,13 @@ fn a_slow_sink_never_blocks_append_and_loses_nothing() -> TestResult {
         memory_records: 64,
         ..quick()
     };
+    // The spool directory need not exist yet.
+    let spool = dir.path().join("spool");
     let sinks = Arc::new(Sinks::start_with(
         vec![SinkConfig::Webhook {
             url: server.url("/"),
         }],
-        dir.path(),
+        &spool,
         options,
     )?);
     // Every append returns though nothing can be delivered.
@@ -222,14 +224,14 @@ fn a_slow_sink_never_blocks_append_and_loses_nothing() -> TestResult {
     let s = &sinks.status()[0];
     assert_eq!(s.sent, 0);
     assert!(s.spooled > 0, "{s:?}");
-    assert!(std::fs::metadata(dir.path().join("sink-0.spool"))?.len() > 0);
+    assert!(std::fs::metadata(spool.join("sink-0.spool"))?.len() > 0);
     server.open();
     assert!(sinks.flush(CAP));
     assert_eq!(
         seqs(&server.webhook_records()?),
         (0..3000).collect::<Vec<_>>()
     );
-    assert_eq!(std::fs::metadata(dir.path().join("sink-0.spool"))?.len(), 0);
+    assert_eq!(std::fs::metadata(spool.join("sink-0.spool"))?.len(), 0);
     Ok(())
 }
 
