@@ -348,7 +348,16 @@ pub fn run(
     });
 
     drop(ready_write);
-    wait_ready(ready_read)?;
+    // An unprivileged supervisor may write the child's id maps only once
+    // the child made itself dumpable; root may write them at once, while
+    // the child is still being scheduled. (The read end stays open until
+    // the start byte: the child's ready byte must not meet a closed pipe.)
+    let ready_read = if nix::unistd::geteuid().is_root() {
+        Some(ready_read)
+    } else {
+        wait_ready(ready_read)?;
+        None
+    };
     write_id_maps(pid, &spec.identity)?;
     if !entered {
         cgroups
@@ -385,6 +394,7 @@ pub fn run(
         .write_all(b"g")
         .map_err(io_err("cannot start the sandbox init"))?;
     drop(sync_read);
+    drop(ready_read);
 
     // The loopback listeners arrive before the agent starts, or never
     // (setup failed: the socket closes and the reports say why).
@@ -435,15 +445,25 @@ pub fn run(
         hooks,
     )?;
 
+    // Make the overlay's changes durable. When the init reported the
+    // command's end, it had killed and reaped everything inside: no write
+    // is in flight, and the sync runs while the init's own exit (its
+    // namespaces' teardown) goes on. Otherwise, after the init is gone.
+    let durable = |dirs: &Option<(PathBuf, PathBuf, crate::volatile::Stamp)>| match dirs {
+        Some((upper, work, since)) => crate::volatile::finish(upper, work, *since),
+        None => Ok(()),
+    };
+    let synced_early = seen.exited.is_some();
+    if synced_early {
+        durable(&overlay_dirs)?;
+    }
     // The init ends after the report pipe closes.
     let wait =
         nix::sys::wait::waitpid(pid, None).map_err(nix_err("cannot wait for the sandbox init"))?;
     guard.pid = None;
     drop(sync_file);
-    // The sandbox's mount namespace went with the init, and the overlay
-    // with it: make the session's changes durable.
-    if let Some((upper, work, since)) = &overlay_dirs {
-        crate::volatile::finish(upper, work, *since)?;
+    if !synced_early {
+        durable(&overlay_dirs)?;
     }
     let oom = cgroups.0.oom_killed();
     if let Some(e) = seen.failure {
