@@ -277,7 +277,11 @@ fn verify_fails_on_a_cut_at_a_record_boundary_when_signed() {
     );
     // `log` says so too.
     let r = w.run(&["log", "--session", "s1"]).expect(1);
-    assert!(r.stderr().contains("does not match its signed heads"), "{}", r.stderr());
+    assert!(
+        r.stderr().contains("does not match its signed heads"),
+        "{}",
+        r.stderr()
+    );
 }
 
 #[test]
