@@ -51,6 +51,9 @@ pub struct Queue {
     cfg: ApprovalConfig,
     wake: tokio::sync::Notify,
     notify: Vec<Notifier>,
+    /// Makes counting the pending asks and adding one a single step, so
+    /// concurrent asks cannot overshoot the cap.
+    admit: std::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for Queue {
@@ -71,6 +74,7 @@ impl Queue {
             cfg,
             wake: tokio::sync::Notify::new(),
             notify: Vec::new(),
+            admit: std::sync::Mutex::new(()),
         }
     }
 
@@ -142,6 +146,10 @@ impl<F: LogFile> Gate<F> {
             r.reason = reason;
             Box::new(r)
         };
+        let admit = queue
+            .admit
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let pending = match queue.store.pending_count(&queue.session) {
             Ok(n) => n,
             Err(e) => {
@@ -197,7 +205,9 @@ impl<F: LogFile> Gate<F> {
             approval.decided_ns = Some(now);
             approval.decided_by = Some("nobody to ask (non-interactive)".into());
         }
-        if let Err(e) = queue.store.insert(&approval) {
+        let inserted = queue.store.insert(&approval);
+        drop(admit);
+        if let Err(e) = inserted {
             return Err(deny(
                 format!("the approval could not be created ({e}), so the action is refused"),
                 "denied",

@@ -211,3 +211,63 @@ sleep 3
     assert_eq!(1, late.code());
     assert!(up.seen.lock().unwrap().is_empty());
 }
+
+#[test]
+fn a_flood_of_asks_is_capped_and_the_supervisor_stays_usable() {
+    let up = upstream();
+    let w = world(&up, "4s");
+    if !curl_available(&w) {
+        return;
+    }
+    // 300 asks at once, each with a fresh nonce so none collapse.
+    let script = format!(
+        r#"import concurrent.futures, urllib.request
+def ask(i):
+    req = urllib.request.Request("http://api.example.test:{p}/volumes/v%d?nonce=%d" % (i, i), method="DELETE")
+    try:
+        urllib.request.urlopen(req, timeout=30).read()
+        return "through"
+    except urllib.error.HTTPError as e:
+        body = e.read().decode(errors="replace")
+        return "capped" if "already waiting" in body else "refused"
+    except Exception as e:
+        return "error " + type(e).__name__
+with concurrent.futures.ThreadPoolExecutor(max_workers=150) as ex:
+    results = list(ex.map(ask, range(300)))
+for k in sorted(set(results)):
+    print(k, results.count(k))
+"#,
+        p = up.port
+    );
+    let mut child = w
+        .command(&w.project(), &["run", "--", "python3", "-c", &script])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // While the flood is held, the queue answers and is capped.
+    let start = Instant::now();
+    let mut most = 0usize;
+    while start.elapsed() < Duration::from_secs(3) {
+        let j = w.run(&["approvals", "--json"]).expect(0).json();
+        most = most.max(j["approvals"].as_array().unwrap().len());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(most > 0 && most <= 64, "pending at most 64, saw {most}");
+    let status = child.wait().unwrap();
+    let mut stdout = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut stdout)
+        .unwrap();
+    assert!(status.success(), "{stdout}");
+    assert!(!stdout.contains("through"), "{stdout}");
+    assert!(!stdout.contains("error"), "{stdout}");
+    assert!(stdout.contains("capped"), "{stdout}");
+    assert!(up.seen.lock().unwrap().is_empty());
+    let log = w.run(&["log", "--json"]).expect(0).stdout();
+    assert!(log.contains("approval-flood"), "the cap is alerted");
+    w.run(&["log", "verify"]).expect(0);
+}
