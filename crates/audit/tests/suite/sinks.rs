@@ -456,3 +456,73 @@ fn bad_sink_urls_are_refused_at_start() -> TestResult {
     }
     Ok(())
 }
+
+/// A server that answers every request with a chunked body and then closes
+/// the connection, or with a 503 the first `fail` times.
+fn awkward_server(fail: usize) -> Result<(u16, Arc<Mutex<Vec<Vec<u8>>>>), std::io::Error> {
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let port = listener.local_addr()?.port();
+    let got: Arc<Mutex<Vec<Vec<u8>>>> = Arc::default();
+    let store = Arc::clone(&got);
+    std::thread::spawn(move || {
+        let mut failures = 0;
+        for conn in listener.incoming().flatten() {
+            let Ok(mut write) = conn.try_clone() else {
+                continue;
+            };
+            let mut read = BufReader::new(conn);
+            let mut length = 0usize;
+            let mut line = String::new();
+            while read.read_line(&mut line).unwrap_or(0) > 0 {
+                if line.trim().is_empty() {
+                    break;
+                }
+                if let Some((name, value)) = line.split_once(':')
+                    && name.eq_ignore_ascii_case("content-length")
+                {
+                    length = value.trim().parse().unwrap_or(0);
+                }
+                line.clear();
+            }
+            let mut body = vec![0u8; length];
+            if read.read_exact(&mut body).is_err() {
+                continue;
+            }
+            let answer: &[u8] = if failures < fail {
+                failures += 1;
+                b"HTTP/1.1 503 Busy\r\nContent-Length: 4\r\n\r\nbusy"
+            } else {
+                store.lock().unwrap_or_else(|e| e.into_inner()).push(body);
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n2\r\nok\r\n0\r\n\r\n"
+            };
+            let _ = write.write_all(answer);
+        }
+    });
+    Ok((port, got))
+}
+
+#[test]
+fn chunked_answers_closed_connections_and_errors_are_handled() -> TestResult {
+    let (port, got) = awkward_server(3)?;
+    let dir = tempfile::tempdir()?;
+    let options = SinkOptions {
+        batch_records: 7,
+        ..quick()
+    };
+    let sinks = Arc::new(Sinks::start_with(
+        vec![SinkConfig::Webhook {
+            url: format!("http://127.0.0.1:{port}/x"),
+        }],
+        dir.path(),
+        options,
+    )?);
+    write_with(&dir.path().join("audit.jsonl"), &sinks, 50)?;
+    assert!(sinks.flush(CAP));
+    let mut records = Vec::new();
+    for body in got.lock().map_err(|e| e.to_string())?.iter() {
+        let batch: Vec<Value> = serde_json::from_slice(body)?;
+        records.extend(batch);
+    }
+    assert_eq!(seqs(&records), (0..50).collect::<Vec<_>>());
+    Ok(())
+}
