@@ -457,12 +457,15 @@ fn bad_sink_urls_are_refused_at_start() -> TestResult {
     Ok(())
 }
 
+/// The request bodies a server received.
+type Bodies = Arc<Mutex<Vec<Vec<u8>>>>;
+
 /// A server that answers every request with a chunked body and then closes
 /// the connection, or with a 503 the first `fail` times.
-fn awkward_server(fail: usize) -> Result<(u16, Arc<Mutex<Vec<Vec<u8>>>>), std::io::Error> {
+fn awkward_server(fail: usize) -> Result<(u16, Bodies), std::io::Error> {
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let port = listener.local_addr()?.port();
-    let got: Arc<Mutex<Vec<Vec<u8>>>> = Arc::default();
+    let got: Bodies = Arc::default();
     let store = Arc::clone(&got);
     std::thread::spawn(move || {
         let mut failures = 0;
