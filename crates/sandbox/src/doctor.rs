@@ -129,22 +129,8 @@ pub fn doctor() -> DoctorReport {
     };
     checks.push(check("overlayfs-in-userns", status, detail, fix, false));
 
-    // Landlock.
-    let (status, detail, fix) = match crate::sys::landlock_abi() {
-        Ok(v) if v >= 6 => (CheckStatus::Ok, format!("Landlock ABI {v} (files, TCP, scopes)"), None),
-        Ok(v) => (
-            CheckStatus::Partial,
-            format!("Landlock ABI {v}: {}", if v >= 4 { "no scopes (ABI 6)" } else { "no TCP rules (ABI 4) and no scopes (ABI 6)" }),
-            Some("Linux 6.12 or later for every Landlock layer; or accept `landlock-net`/`landlock-scope` missing in the manifest".to_owned()),
-        ),
-        Err(nix::errno::Errno::EOPNOTSUPP) => (
-            CheckStatus::Missing,
-            "Landlock is built in but not enabled".to_owned(),
-            Some("add `landlock` to the kernel's lsm= boot parameter (e.g. lsm=landlock,lockdown,yama,apparmor,bpf)".to_owned()),
-        ),
-        Err(e) => (CheckStatus::Missing, format!("no Landlock: {e}"), Some("a kernel with CONFIG_SECURITY_LANDLOCK=y (Linux 5.13+)".to_owned())),
-    };
-    checks.push(check("landlock", status, detail, fix, false));
+    // Landlock: one check per layer a manifest names in `accept_missing`.
+    checks.extend(landlock_checks(crate::sys::landlock_abi()));
 
     // seccomp.
     let seccomp = read("/proc/self/status")
@@ -201,4 +187,159 @@ pub fn doctor() -> DoctorReport {
         .iter()
         .all(|c| !c.required || c.status == CheckStatus::Ok);
     DoctorReport { checks, can_run }
+}
+
+/// The Landlock checks for the kernel's ABI (or why there is none): one
+/// per layer, named as [`crate::Layer`] names them, so that `blastwall
+/// init` can write the missing ones to `accept_missing`: `landlock` (file
+/// rules, ABI 1), `landlock-net` (TCP rules, ABI 4), `landlock-scope`
+/// (abstract unix sockets and signals, ABI 6).
+fn landlock_checks(abi: Result<i32, nix::errno::Errno>) -> Vec<Check> {
+    let (files, why_none, fix_none) = match abi {
+        Ok(v) if v >= 1 => (
+            check(
+                crate::Layer::Landlock.name(),
+                CheckStatus::Ok,
+                format!("Landlock ABI {v} (file rules)"),
+                None,
+                false,
+            ),
+            None,
+            None,
+        ),
+        Err(nix::errno::Errno::EOPNOTSUPP) => (
+            check(
+                crate::Layer::Landlock.name(),
+                CheckStatus::Missing,
+                "Landlock is built in but not enabled".to_owned(),
+                Some("add `landlock` to the kernel's lsm= boot parameter (e.g. lsm=landlock,lockdown,yama,apparmor,bpf)".to_owned()),
+                false,
+            ),
+            Some("Landlock is not enabled"),
+            Some("enable Landlock (see `landlock`)"),
+        ),
+        other => (
+            check(
+                crate::Layer::Landlock.name(),
+                CheckStatus::Missing,
+                match other {
+                    Err(e) => format!("no Landlock: {e}"),
+                    Ok(v) => format!("no Landlock (ABI {v})"),
+                },
+                Some("a kernel with CONFIG_SECURITY_LANDLOCK=y (Linux 5.13+)".to_owned()),
+                false,
+            ),
+            Some("no Landlock"),
+            Some("a kernel with Landlock (see `landlock`)"),
+        ),
+    };
+    let v = abi.unwrap_or(0);
+    let part = |layer: crate::Layer, min: i32, what: &str, linux: &str| -> Check {
+        if v >= min {
+            return check(
+                layer.name(),
+                CheckStatus::Ok,
+                format!("Landlock ABI {v}: {what}"),
+                None,
+                false,
+            );
+        }
+        let detail = match why_none {
+            Some(w) => format!("{w}: no {what}"),
+            None => format!("Landlock ABI {v}: no {what} (ABI {min})"),
+        };
+        let fix = fix_none.map_or_else(
+            || {
+                format!(
+                    "Linux {linux} or later; or accept `{}` missing in the manifest",
+                    layer.name()
+                )
+            },
+            |f| format!("{f}; or accept `{}` missing in the manifest", layer.name()),
+        );
+        check(layer.name(), CheckStatus::Missing, detail, Some(fix), false)
+    };
+    vec![
+        files,
+        part(
+            crate::Layer::LandlockNet,
+            4,
+            "TCP bind/connect rules",
+            "6.7",
+        ),
+        part(
+            crate::Layer::LandlockScope,
+            6,
+            "scopes (abstract unix sockets, signals)",
+            "6.12",
+        ),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn statuses(abi: Result<i32, nix::errno::Errno>) -> Vec<(String, CheckStatus)> {
+        landlock_checks(abi)
+            .into_iter()
+            .map(|c| (c.name, c.status))
+            .collect()
+    }
+
+    // On a kernel without Landlock ABI 4 or 6, the layers `landlock-net`
+    // and `landlock-scope` are reported missing by name (the names
+    // `blastwall init` writes to `accept_missing`), never hidden in a
+    // "partial" `landlock`.
+    #[test]
+    fn each_landlock_layer_is_its_own_check() {
+        use CheckStatus::Missing;
+        const OK: CheckStatus = CheckStatus::Ok;
+        let names =
+            |v: Vec<(String, CheckStatus)>| v.into_iter().map(|(n, _)| n).collect::<Vec<_>>();
+        for abi in [
+            Ok(7),
+            Ok(5),
+            Ok(3),
+            Err(nix::errno::Errno::EOPNOTSUPP),
+            Err(nix::errno::Errno::ENOSYS),
+        ] {
+            let n = names(statuses(abi));
+            assert_eq!(n, ["landlock", "landlock-net", "landlock-scope"]);
+            for name in &n {
+                assert!(crate::Layer::ALL.iter().any(|l| l.name() == name), "{name}");
+            }
+        }
+        let s = |abi| {
+            statuses(abi)
+                .into_iter()
+                .map(|(_, s)| s)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(s(Ok(7)), [OK, OK, OK]);
+        assert_eq!(s(Ok(6)), [OK, OK, OK]);
+        assert_eq!(s(Ok(5)), [OK, OK, Missing]);
+        assert_eq!(s(Ok(3)), [OK, Missing, Missing]);
+        assert_eq!(
+            s(Err(nix::errno::Errno::EOPNOTSUPP)),
+            [Missing, Missing, Missing]
+        );
+        assert_eq!(
+            s(Err(nix::errno::Errno::ENOSYS)),
+            [Missing, Missing, Missing]
+        );
+        let c = landlock_checks(Ok(3));
+        let net = &c[1];
+        assert!(
+            net.detail.contains("ABI 3") && net.detail.contains("ABI 4"),
+            "{}",
+            net.detail
+        );
+        assert!(
+            net.fix
+                .as_deref()
+                .is_some_and(|f| f.contains("accept `landlock-net` missing"))
+        );
+        assert!(!c.iter().any(|c| c.required));
+    }
 }
