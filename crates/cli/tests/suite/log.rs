@@ -486,3 +486,30 @@ fn unknown_kind_lists_every_kind() {
         r.stderr()
     );
 }
+
+#[test]
+fn follow_stops_when_the_session_is_gone_without_session_end() {
+    let w = World::new();
+    let dir = w.bw_home().join("sessions/s5");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut log = AuditLog::create(dir.join("audit.jsonl"), "s5", FsyncPolicy::Never).unwrap();
+    log.append(Kind::SessionStart, json!({})).unwrap();
+    log.append(Kind::Decision, json!({"verdict": "allow"}))
+        .unwrap();
+    drop(log);
+    // Its supervisor is a pid that does not run (or not since that start time).
+    let meta = json!({
+        "id": "s5", "name": null, "started_ns": 1, "command": ["true"],
+        "project": w.project(), "manifest": w.project().join("blastwall.toml"),
+        "project_mode": "overlay", "supervisor": [u32::MAX - 1, 1], "exit_code": null,
+        "layers": {}, "owner": [0, 0], "closed": null,
+    });
+    std::fs::write(dir.join("session.json"), meta.to_string()).unwrap();
+    let r = w.run(&["log", "--follow", "--session", "s5"]).expect(1);
+    assert_eq!(2, r.stdout().lines().count(), "{}", r.stdout());
+    assert!(
+        r.stderr().contains("no longer running") && r.stderr().contains("seq 1"),
+        "{}",
+        r.stderr()
+    );
+}
