@@ -6,7 +6,7 @@ use std::io::{self, BufReader};
 use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
@@ -316,9 +316,11 @@ struct SyncShared {
     /// `seq + 1` of the last record written when a sync failed, 0 if none
     /// did: the writer is then poisoned.
     failed: AtomicU64,
-    /// Held while a [`Syncer`] syncs, so concurrent callers share one
-    /// `fdatasync`.
-    syncing: Mutex<()>,
+    /// Whether a [`Syncer`] call is inside `fdatasync` now (the leader);
+    /// the others wait on `synced`.
+    syncing: Mutex<bool>,
+    /// Notified each time a leader's `fdatasync` returns.
+    synced: Condvar,
 }
 
 /// Makes records durable outside the writer's lock (group commit across
@@ -326,11 +328,12 @@ struct SyncShared {
 ///
 /// A gate that keeps its [`AuditLog`] behind a mutex can append under the
 /// lock, release it, and call [`Syncer::sync_through`] with the record's
-/// seq: while one thread is inside `fdatasync`, others append; when it
-/// returns, every caller whose record it covered returns without a sync of
-/// its own, and the next caller's sync covers everything appended
-/// meanwhile. `fdatasync` on any handle of the file makes all data written
-/// to it durable. A failed sync poisons the writer as its own would.
+/// seq: one caller at a time (the leader) runs `fdatasync`, covering every
+/// record written when it starts; the others wait, and when it returns,
+/// every caller it covered returns at once and one of the rest leads the
+/// next sync, which covers everything appended meanwhile. `fdatasync` on any
+/// handle of the file makes all data written to it durable. A failed sync
+/// poisons the writer as its own would.
 #[derive(Debug)]
 pub struct Syncer {
     file: File,
@@ -351,37 +354,57 @@ impl Syncer {
         if self.shared.durable.load(Ordering::Acquire) >= want {
             return Ok(());
         }
-        let _syncing = self
-            .shared
+        let shared = &*self.shared;
+        let mut leading = shared
             .syncing
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        if self.shared.durable.load(Ordering::Acquire) >= want {
-            return Ok(());
+        loop {
+            if shared.durable.load(Ordering::Acquire) >= want {
+                return Ok(());
+            }
+            let failed = shared.failed.load(Ordering::Acquire);
+            if failed != 0 {
+                return Err(AuditError::Poisoned {
+                    path: self.path.clone(),
+                    seq: failed - 1,
+                });
+            }
+            if !*leading {
+                break;
+            }
+            leading = shared
+                .synced
+                .wait(leading)
+                .unwrap_or_else(PoisonError::into_inner);
         }
-        let failed = self.shared.failed.load(Ordering::Acquire);
-        if failed != 0 {
-            return Err(AuditError::Poisoned {
-                path: self.path.clone(),
-                seq: failed - 1,
-            });
-        }
-        // Everything written before this load is covered by the sync.
-        let target = self.shared.written.load(Ordering::Acquire);
-        match self.file.sync_data() {
+        // This call leads: everything written before this load is covered.
+        *leading = true;
+        drop(leading);
+        let target = shared.written.load(Ordering::Acquire);
+        let result = self.file.sync_data();
+        let mut leading = shared
+            .syncing
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        *leading = false;
+        let outcome = match result {
             Ok(()) => {
-                self.shared.durable.fetch_max(target, Ordering::AcqRel);
+                shared.durable.fetch_max(target, Ordering::AcqRel);
                 Ok(())
             }
             Err(error) => {
-                self.shared.failed.store(target.max(1), Ordering::Release);
+                shared.failed.store(target.max(1), Ordering::Release);
                 Err(AuditError::Sync {
                     path: self.path.clone(),
                     seq: target.saturating_sub(1),
                     error,
                 })
             }
-        }
+        };
+        drop(leading);
+        shared.synced.notify_all();
+        outcome
     }
 
     /// The highest seq known durable, as [`AuditLog::durable_seq`].
