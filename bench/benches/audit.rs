@@ -25,13 +25,13 @@
 //! - `never_file_sink`: as `never`, with a file sink on the tap (the copy is
 //!   written by the sink's thread, which shares the two cores).
 //!
-//! And, in `audit_durable_4_threads`, four threads each appending a record
+//! And, in `audit_durable_threads`, 4 or 16 threads each appending a record
 //! and waiting until it is durable (the gate's pattern for actions with side
-//! effects, `Batch` policy): `sync_under_lock` syncs while holding the
-//! log's mutex, as `Gate` does today; `syncer_group_commit` releases it and
+//! effects, `Batch` policy): `sync_under_lock_N` syncs while holding the
+//! log's mutex, as `Gate` does today; `syncer_group_commit_N` releases it and
 //! syncs through a `Syncer`, so one `fdatasync` covers every record
-//! appended meanwhile. The record's `Value` is built inside the timed part
-//! here.
+//! appended meanwhile. Each record's `Value` is built (before taking the
+//! lock) inside the timed part here.
 
 use std::hint::black_box;
 use std::io::Write as _;
@@ -159,29 +159,29 @@ fn floor(iters: u64) -> Duration {
     took
 }
 
-/// Times `iters` durable appends from `THREADS` threads sharing one log
+/// Times `iters` durable appends from `threads` threads sharing one log
 /// behind a mutex, as the gate does: each appends under the lock, then
 /// either syncs under it too (`syncer` false: what `Gate` does today) or
 /// releases it and waits on a shared [`blastwall_audit::Syncer`] (group
 /// commit across threads).
-fn run_threads(iters: u64, syncer: bool) -> Duration {
-    const THREADS: u64 = 4;
+fn run_threads(iters: u64, threads: u64, syncer: bool) -> Duration {
     let (path, log) = fresh_log(FsyncPolicy::Batch);
     let sync = match log.syncer() {
         Ok(s) => Arc::new(s),
         Err(e) => panic!("{e}"),
     };
     let log = Arc::new(Mutex::new(log));
-    let per = iters.div_ceil(THREADS);
+    let per = iters.div_ceil(threads);
     let start = Instant::now();
-    let threads: Vec<_> = (0..THREADS)
+    let handles: Vec<_> = (0..threads)
         .map(|t| {
             let log = Arc::clone(&log);
             let sync = Arc::clone(&sync);
             std::thread::spawn(move || {
                 for i in 0..per {
+                    let data = decision(t * per + i);
                     let mut guard = log.lock().unwrap_or_else(PoisonError::into_inner);
-                    let seq = match guard.append(Kind::Decision, decision(t * per + i)) {
+                    let seq = match guard.append(Kind::Decision, data) {
                         Ok(a) => a.seq,
                         Err(e) => panic!("append failed: {e}"),
                     };
@@ -198,7 +198,7 @@ fn run_threads(iters: u64, syncer: bool) -> Duration {
             })
         })
         .collect();
-    for t in threads {
+    for t in handles {
         if t.join().is_err() {
             panic!("a bench thread panicked");
         }
@@ -206,8 +206,8 @@ fn run_threads(iters: u64, syncer: bool) -> Duration {
     let took = start.elapsed();
     drop(log);
     let _ = std::fs::remove_file(&path);
-    // `per * THREADS` events were written; scale to `iters`.
-    took.mul_f64(iters as f64 / (per * THREADS) as f64)
+    // `per * threads` events were written; scale to `iters`.
+    took.mul_f64(iters as f64 / (per * threads) as f64)
 }
 
 fn append(c: &mut Criterion) {
@@ -271,15 +271,17 @@ fn append(c: &mut Criterion) {
     });
     g.finish();
 
-    let mut g = c.benchmark_group("audit_durable_4_threads");
+    let mut g = c.benchmark_group("audit_durable_threads");
     g.throughput(Throughput::Elements(1));
     g.sample_size(10);
-    g.bench_function("sync_under_lock", |b| {
-        b.iter_custom(|iters| run_threads(iters, false));
-    });
-    g.bench_function("syncer_group_commit", |b| {
-        b.iter_custom(|iters| run_threads(iters, true));
-    });
+    for threads in [4u64, 16] {
+        g.bench_function(format!("sync_under_lock_{threads}"), |b| {
+            b.iter_custom(|iters| run_threads(iters, threads, false));
+        });
+        g.bench_function(format!("syncer_group_commit_{threads}"), |b| {
+            b.iter_custom(|iters| run_threads(iters, threads, true));
+        });
+    }
     g.finish();
 }
 
