@@ -129,6 +129,13 @@ pub fn doctor() -> DoctorReport {
     };
     checks.push(check("overlayfs-in-userns", status, detail, fix, false));
 
+    // Idmapped mounts: as root, a project owned by root is shown to the
+    // agent (an unprivileged uid) as its own through one.
+    checks.push(idmap_check(
+        &read("/proc/sys/kernel/osrelease").unwrap_or_default(),
+        root,
+    ));
+
     // Landlock: one check per layer a manifest names in `accept_missing`.
     checks.extend(landlock_checks(crate::sys::landlock_abi()));
 
@@ -276,6 +283,40 @@ fn landlock_checks(abi: Result<i32, nix::errno::Errno>) -> Vec<Check> {
     ]
 }
 
+/// The `idmapped-mounts` check, from the kernel's version (overlayfs over
+/// an idmapped lower layer: Linux 5.19). Never required: only a root
+/// supervisor with a root-owned project in `overlay` or `rw` mode needs
+/// it, and that run stops with an error naming the fix when it fails.
+fn idmap_check(release: &str, root: bool) -> Check {
+    let mut nums = release
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse::<u32>().unwrap_or(0));
+    let version = (nums.next().unwrap_or(0), nums.next().unwrap_or(0));
+    let who = if root {
+        "as root, a project owned by root is shown to the agent as its own"
+    } else {
+        "used only when blastwall runs as root"
+    };
+    if version >= (5, 19) {
+        check(
+            "idmapped-mounts",
+            CheckStatus::Ok,
+            format!("Linux {release}: idmapped mounts under overlayfs ({who})"),
+            None,
+            false,
+        )
+    } else {
+        check(
+            "idmapped-mounts",
+            CheckStatus::Missing,
+            format!("Linux {release}: no overlayfs over idmapped mounts (5.19); as root, a project owned by root stays read-only to the agent"),
+            Some("Linux 5.19 or later; or give the project to the user the agent runs as, or use project mode \"ro\"".to_owned()),
+            false,
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -291,6 +332,17 @@ mod tests {
     // and `landlock-scope` are reported missing by name (the names
     // `blastwall init` writes to `accept_missing`), never hidden in a
     // "partial" `landlock`.
+    #[test]
+    fn idmapped_mounts_by_kernel_version() {
+        assert_eq!(idmap_check("6.18.44-fc-v669", true).status, CheckStatus::Ok);
+        assert_eq!(idmap_check("5.19.0", false).status, CheckStatus::Ok);
+        let old = idmap_check("5.15.0-91-generic", true);
+        assert_eq!(old.status, CheckStatus::Missing);
+        assert!(!old.required);
+        assert!(old.fix.is_some_and(|f| f.contains("5.19")));
+        assert_eq!(idmap_check("", true).status, CheckStatus::Missing);
+    }
+
     #[test]
     fn each_landlock_layer_is_its_own_check() {
         use CheckStatus::Missing;

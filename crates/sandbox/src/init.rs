@@ -158,10 +158,25 @@ fn setup_and_run(
     nix::sys::prctl::set_dumpable(false).map_err(|e| setup_err("set non-dumpable", e))?;
     // Step 1: no_new_privs before anything executes inside.
     nix::sys::prctl::set_no_new_privs().map_err(|e| setup_err("set no_new_privs", e))?;
-    // Step 4: the new root.
+    // Step 4: the new root (with the idmapped project the supervisor sent
+    // first, if the plan attaches one).
+    let tree = match (&tty_socket, cfg.plan.wants_tree()) {
+        (Some(sock), true) => match crate::tty::recv_fd(sock) {
+            Ok((tag, fd)) if &tag == b"prj" => Some(fd),
+            Ok(_) => {
+                return Err(setup_err(
+                    "receive the idmapped project",
+                    "unexpected message",
+                ));
+            }
+            Err(e) => return Err(setup_err("receive the idmapped project", e)),
+        },
+        _ => None,
+    };
     cfg.plan
-        .apply(&crate::plan::LinuxSyscalls)
+        .apply_with_tree(&crate::plan::LinuxSyscalls, tree.as_ref().map(AsFd::as_fd))
         .map_err(WireError::from)?;
+    drop(tree);
     nix::unistd::sethostname(&cfg.spec.hostname).map_err(|e| setup_err("set hostname", e))?;
     crate::sys::interface_up("lo").map_err(|e| setup_err("bring up loopback", e))?;
 

@@ -18,7 +18,8 @@
 //!
 //! Linux only, x86_64 and aarch64. Needs user namespaces (unprivileged, or
 //! running as root), overlayfs mountable in a user namespace (Linux 5.11,
-//! `userxattr`), `mount_setattr` (5.12). Landlock and seccomp layers are
+//! `userxattr`), `mount_setattr` (5.12); as root with a root-owned
+//! project, overlayfs over an idmapped mount (5.19). Landlock and seccomp layers are
 //! required unless the spec lists them in [`SandboxSpec::accept_missing`];
 //! [`RunOutcome::layers`] says what was really in force.
 //!

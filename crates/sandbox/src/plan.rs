@@ -89,6 +89,16 @@ pub const DEVICES: &[&str] = &["null", "zero", "full", "random", "urandom", "tty
 pub enum Op {
     /// `mount --make-rprivate /`: nothing we mount propagates to the host.
     MakeRootPrivate,
+    /// Attach the mount tree the supervisor sent (the project as an
+    /// idmapped mount, see [`HostQuery::owner_uid`]) on `target`, the
+    /// project's own path in the host's tree, before the first
+    /// `pivot_root`: the grant of the project then finds it under
+    /// `/oldroot` like any other path. After [`Op::MakeRootPrivate`], so it
+    /// never propagates to the host.
+    AttachTree {
+        /// Where (the project's host path).
+        target: PathBuf,
+    },
     /// A tmpfs at `target`.
     Tmpfs {
         /// Where.
@@ -199,6 +209,15 @@ pub trait HostQuery {
     fn kind(&self, path: &Path) -> Option<Kind>;
     /// The names in a directory (empty if unreadable).
     fn list(&self, dir: &Path) -> Vec<OsString>;
+    /// The owner of `path`; `None` if unknown.
+    fn owner_uid(&self, path: &Path) -> Option<u32> {
+        let _ = path;
+        None
+    }
+    /// The supervisor runs as root (it can make idmapped mounts).
+    fn supervisor_is_root(&self) -> bool {
+        false
+    }
 }
 
 /// [`HostQuery`] on the real file system.
@@ -221,6 +240,15 @@ impl HostQuery for RealHost {
         let mut names: Vec<OsString> = rd.filter_map(|e| e.ok().map(|e| e.file_name())).collect();
         names.sort();
         names
+    }
+
+    fn owner_uid(&self, path: &Path) -> Option<u32> {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(path).ok().map(|m| m.uid())
+    }
+
+    fn supervisor_is_root(&self) -> bool {
+        nix::unistd::geteuid().is_root()
     }
 }
 
@@ -328,6 +356,21 @@ impl Plan {
 
         // Base: a private tmpfs, pivot into it, host root under /oldroot.
         ops.push(Op::MakeRootPrivate);
+        // As root, the agent runs as an unprivileged uid: a project owned
+        // by root would be read-only to it, even through the overlay (its
+        // permission checks use the lower file's owner). The supervisor
+        // sends the project as an idmapped mount whose root-owned files
+        // show as owned by the sandbox's root, i.e. the agent; it covers
+        // the project's path here. (A read-only project needs none.)
+        if host.supervisor_is_root()
+            && !matches!(spec.project_mode, ProjectMode::ReadOnly)
+            && host.owner_uid(&spec.project) == Some(0)
+        {
+            check_abs("project", &spec.project)?;
+            ops.push(Op::AttachTree {
+                target: spec.project.clone(),
+            });
+        }
         ops.push(Op::Tmpfs {
             target: BASE.into(),
             mode: 0o755,
@@ -735,8 +778,24 @@ impl Plan {
 
     /// Applies the plan. The error names the step.
     pub fn apply(&self, sys: &dyn Syscalls) -> Result<(), SandboxError> {
+        self.apply_with_tree(sys, None)
+    }
+
+    /// Whether the plan attaches a mount tree from the supervisor
+    /// ([`Op::AttachTree`]).
+    pub fn wants_tree(&self) -> bool {
+        self.ops.iter().any(|o| matches!(o, Op::AttachTree { .. }))
+    }
+
+    /// Applies the plan with the tree the supervisor sent for
+    /// [`Op::AttachTree`]. The error names the step.
+    pub fn apply_with_tree(
+        &self,
+        sys: &dyn Syscalls,
+        tree: Option<std::os::fd::BorrowedFd<'_>>,
+    ) -> Result<(), SandboxError> {
         for op in &self.ops {
-            apply_op(op, sys).map_err(|e| SandboxError::Setup {
+            apply_op(op, sys, tree).map_err(|e| SandboxError::Setup {
                 step: describe(op),
                 reason: e.to_string(),
             })?;
@@ -771,6 +830,9 @@ fn ro_bind(source: PathBuf, target: PathBuf, recursive: bool) -> [Op; 2] {
 pub fn describe(op: &Op) -> String {
     match op {
         Op::MakeRootPrivate => "make / rprivate".to_owned(),
+        Op::AttachTree { target } => {
+            format!("attach the idmapped project on {}", target.display())
+        }
         Op::Tmpfs { target, .. } => format!("mount tmpfs on {}", target.display()),
         Op::Mkdir { path } => format!("create directory {}", path.display()),
         Op::CreateFile { path } => format!("create mount point {}", path.display()),
@@ -796,7 +858,11 @@ pub fn describe(op: &Op) -> String {
     }
 }
 
-fn apply_op(op: &Op, sys: &dyn Syscalls) -> io::Result<()> {
+fn apply_op(
+    op: &Op,
+    sys: &dyn Syscalls,
+    tree: Option<std::os::fd::BorrowedFd<'_>>,
+) -> io::Result<()> {
     match op {
         Op::MakeRootPrivate => sys.mount(
             None,
@@ -889,6 +955,10 @@ fn apply_op(op: &Op, sys: &dyn Syscalls) -> io::Result<()> {
         Op::Chdir { path } => sys.chdir(path),
         Op::PivotRoot { new_root, put_old } => sys.pivot_root(new_root, put_old),
         Op::Detach { target } => sys.umount_detach(target),
+        Op::AttachTree { target } => match tree {
+            Some(t) => sys.attach_tree(t, target),
+            None => Err(io::Error::other("the supervisor sent no mount tree")),
+        },
     }
 }
 
@@ -917,6 +987,11 @@ pub trait Syscalls {
     fn create_file(&self, path: &Path) -> io::Result<()>;
     /// symlink(2).
     fn symlink(&self, target: &Path, link: &Path) -> io::Result<()>;
+    /// move_mount(2) of the detached tree `tree` onto `target`.
+    fn attach_tree(&self, tree: std::os::fd::BorrowedFd<'_>, target: &Path) -> io::Result<()> {
+        let _ = (tree, target);
+        Err(io::Error::from(io::ErrorKind::Unsupported))
+    }
 }
 
 /// The real system calls.
@@ -980,6 +1055,11 @@ impl Syscalls for LinuxSyscalls {
 
     fn symlink(&self, target: &Path, link: &Path) -> io::Result<()> {
         std::os::unix::fs::symlink(target, link)
+    }
+
+    fn attach_tree(&self, tree: std::os::fd::BorrowedFd<'_>, target: &Path) -> io::Result<()> {
+        tracing::debug!(?target, "move_mount");
+        crate::sys::move_mount_tree(tree, target)
     }
 }
 
@@ -1063,6 +1143,11 @@ impl Syscalls for RecordingSyscalls {
 
     fn symlink(&self, target: &Path, link: &Path) -> io::Result<()> {
         self.record(format!("symlink {} {}", link.display(), target.display()))
+    }
+
+    fn attach_tree(&self, tree: std::os::fd::BorrowedFd<'_>, target: &Path) -> io::Result<()> {
+        let _ = tree;
+        self.record(format!("attach {}", target.display()))
     }
 }
 
@@ -1292,6 +1377,86 @@ mod tests {
             Plan::build(&s, &FakeHost::new(), None),
             Err(SandboxError::Spec(_))
         ));
+    }
+
+    /// The host of a root supervisor whose project belongs to `owner`.
+    struct RootHost {
+        inner: FakeHost,
+        owner: u32,
+    }
+
+    impl HostQuery for RootHost {
+        fn kind(&self, path: &Path) -> Option<Kind> {
+            self.inner.kind(path)
+        }
+        fn list(&self, dir: &Path) -> Vec<OsString> {
+            self.inner.list(dir)
+        }
+        fn owner_uid(&self, _path: &Path) -> Option<u32> {
+            Some(self.owner)
+        }
+        fn supervisor_is_root(&self) -> bool {
+            true
+        }
+    }
+
+    // As root, a root-owned project is attached as the supervisor's
+    // idmapped tree over its own path, right after / is made private
+    // (never propagating to the host) and before the first pivot_root, so
+    // the overlay's lower (or the rw bind) is that tree; not for a
+    // read-only project, another owner, or an unprivileged supervisor.
+    #[test]
+    fn a_root_owned_project_is_attached_idmapped_as_root() {
+        let s = spec();
+        let plan = Plan::build(
+            &s,
+            &RootHost {
+                inner: FakeHost::new(),
+                owner: 0,
+            },
+            None,
+        )
+        .unwrap();
+        assert!(plan.wants_tree());
+        let rec = RecordingSyscalls::default();
+        // Without the tree the step fails, naming it.
+        let e = plan.apply(&rec).unwrap_err().to_string();
+        assert!(
+            e.contains("attach the idmapped project on /home/u/proj"),
+            "{e}"
+        );
+        let c = calls_with(&plan);
+        assert_eq!(c[0], "mount - / - MS_REC | MS_PRIVATE -");
+        assert_eq!(c[1], "attach /home/u/proj");
+        let lower = index(&c, "mount overlay /newroot/home/u/proj");
+        assert!(c[lower].contains("lowerdir=/oldroot/home/u/proj,"));
+        assert!(index(&c, "pivot_root /tmp /tmp/oldroot") > 1);
+
+        let mut rw = spec();
+        rw.project_mode = ProjectMode::ReadWrite;
+        let host = |owner| RootHost {
+            inner: FakeHost::new(),
+            owner,
+        };
+        assert!(Plan::build(&rw, &host(0), None).unwrap().wants_tree());
+        let mut ro = spec();
+        ro.project_mode = ProjectMode::ReadOnly;
+        assert!(!Plan::build(&ro, &host(0), None).unwrap().wants_tree());
+        assert!(!Plan::build(&s, &host(1000), None).unwrap().wants_tree());
+        assert!(
+            !Plan::build(&s, &FakeHost::new(), None)
+                .unwrap()
+                .wants_tree()
+        );
+    }
+
+    /// The calls of `plan` applied with a stand-in tree descriptor.
+    fn calls_with(plan: &Plan) -> Vec<String> {
+        use std::os::fd::AsFd;
+        let rec = RecordingSyscalls::default();
+        let stand_in = std::fs::File::open("/dev/null").unwrap();
+        plan.apply_with_tree(&rec, Some(stand_in.as_fd())).unwrap();
+        rec.calls()
     }
 
     // Fail closed: a fault injected behind the syscall layer stops the

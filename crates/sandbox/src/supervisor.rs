@@ -249,19 +249,22 @@ pub fn run(
         nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(nix_err("cannot create the start pipe"))?;
     let (report_read, report_write) =
         nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(nix_err("cannot create the report pipe"))?;
-    let tty_pair =
-        if spec.tty || !spec.loopback_listeners.is_empty() || !spec.loopback_udp.is_empty() {
-            let (a, b) = nix::sys::socket::socketpair(
-                nix::sys::socket::AddressFamily::Unix,
-                nix::sys::socket::SockType::Stream,
-                None,
-                nix::sys::socket::SockFlag::SOCK_CLOEXEC,
-            )
-            .map_err(nix_err("cannot create the pty socket"))?;
-            Some((a, b))
-        } else {
-            None
-        };
+    let tty_pair = if spec.tty
+        || !spec.loopback_listeners.is_empty()
+        || !spec.loopback_udp.is_empty()
+        || plan.wants_tree()
+    {
+        let (a, b) = nix::sys::socket::socketpair(
+            nix::sys::socket::AddressFamily::Unix,
+            nix::sys::socket::SockType::Stream,
+            None,
+            nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+        )
+        .map_err(nix_err("cannot create the pty socket"))?;
+        Some((a, b))
+    } else {
+        None
+    };
     let (rows, cols) = crate::tty::host_size();
 
     // The injected files are in the decoy directory already, and the init
@@ -271,6 +274,7 @@ pub fn run(
     for f in &mut init_spec.injected {
         f.contents = Vec::new();
     }
+    let wants_tree = plan.wants_tree();
     let cfg = InitConfig {
         spec: init_spec,
         plan,
@@ -371,6 +375,16 @@ pub fn run(
     hooks
         .netns_ready(pid.as_raw())
         .map_err(SandboxError::Hook)?;
+
+    // A root-owned project, as root: sent as an idmapped mount tree whose
+    // owner is the sandbox's root (the agent). The init attaches it before
+    // its first mount (`Op::AttachTree`).
+    if wants_tree {
+        let sock = tty_sock
+            .as_ref()
+            .ok_or_else(|| SandboxError::Spec("no fd socket".to_owned()))?;
+        send_idmapped_project(pid, &spec, sock)?;
+    }
 
     // The overlay is mounted volatile: clear (or refuse) what a run that
     // did not finish left, and note when this run starts (nothing inside
@@ -508,6 +522,31 @@ pub fn run(
         overlay_limit_hit: seen.overlay_limit_hit,
         hidden_touched: seen.hidden_touched,
     })
+}
+
+/// Sends the project to the init as a detached, idmapped copy of its mount
+/// tree: the id mapping is the sandbox's own user namespace (0 -> the
+/// identity's host uid/gid), so files owned by root on the host show as
+/// owned by the sandbox's root, and through the agent's namespace as the
+/// agent's. Needs Linux 5.12 and a filesystem with idmapped mounts;
+/// overlayfs over an idmapped lower layer needs 5.19.
+fn send_idmapped_project(pid: Pid, spec: &SandboxSpec, sock: &OwnedFd) -> Result<(), SandboxError> {
+    use std::os::fd::AsFd;
+    let fail = |what: &str, e: std::io::Error| SandboxError::Setup {
+        step: format!("idmap the project {}", spec.project.display()),
+        reason: format!(
+            "{what}: {e}; the project belongs to root and the agent runs as host uid {}, so              only an idmapped mount (Linux 5.19 or later, on a filesystem that supports them)              lets it write there: use project mode \"ro\", or give the project to the user              the agent should run as (`blastwall doctor` checks the kernel)",
+            spec.identity.host_uid
+        ),
+    };
+    let userns = File::open(format!("/proc/{}/ns/user", pid.as_raw()))
+        .map_err(|e| fail("cannot open the sandbox's user namespace", e))?;
+    let tree = crate::sys::open_tree_clone(&spec.project)
+        .map_err(|e| fail("cannot copy the project's mount tree", e))?;
+    crate::sys::mount_setattr_idmap(tree.as_fd(), userns.as_fd())
+        .map_err(|e| fail("cannot make an idmapped mount", e))?;
+    crate::tty::send_fd(sock, b"prj", tree.as_raw_fd())
+        .map_err(|e| fail("cannot send it to the sandbox init", e))
 }
 
 /// Waits until the cloned child says its id maps may be written.

@@ -742,3 +742,94 @@ unsafe fn watcher_child(p: &mut PreparedWatch) -> ! {
         }
     }
 }
+
+/// A detached copy of the mount tree at `path`, submounts included
+/// (open_tree(2) with `OPEN_TREE_CLONE | AT_RECURSIVE`, Linux 5.2): not
+/// attached anywhere, so nothing on the host sees what is done to it.
+pub(crate) fn open_tree_clone(path: &Path) -> io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    let c = path_cstring(path)?;
+    let recursive = libc::c_uint::try_from(libc::AT_RECURSIVE).unwrap_or(0);
+    let flags = libc::OPEN_TREE_CLONE | libc::OPEN_TREE_CLOEXEC | recursive;
+    // SAFETY: `c` is a NUL-terminated path that lives across the call; the
+    // other arguments are integers. The kernel returns a new descriptor or
+    // -1.
+    // JUSTIFICATION: neither nix nor rustix (as used here) wraps open_tree.
+    let r = unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, c.as_ptr(), flags) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let fd = RawFd::try_from(r).map_err(|_| io::Error::from_raw_os_error(libc::EBADF))?;
+    // SAFETY: open_tree just returned `fd`, a new descriptor that nothing
+    // else in this process owns.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
+}
+
+/// Makes the detached tree `tree` an idmapped mount (every mount in it):
+/// file owners are shown through the id mapping of user namespace
+/// `userns` (mount_setattr(2) with `MOUNT_ATTR_IDMAP`, Linux 5.12; the
+/// filesystem must support it).
+pub(crate) fn mount_setattr_idmap(
+    tree: std::os::fd::BorrowedFd<'_>,
+    userns: std::os::fd::BorrowedFd<'_>,
+) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    #[repr(C)]
+    struct MountAttr {
+        attr_set: u64,
+        attr_clr: u64,
+        propagation: u64,
+        userns_fd: u64,
+    }
+    let attr = MountAttr {
+        attr_set: libc::MOUNT_ATTR_IDMAP,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: u64::try_from(userns.as_raw_fd())
+            .map_err(|_| io::Error::from_raw_os_error(libc::EBADF))?,
+    };
+    // SAFETY: `tree` and `userns` are open descriptors borrowed for the
+    // call; the path is the empty C string with AT_EMPTY_PATH (act on
+    // `tree` itself); `attr` is a MOUNT_ATTR_SIZE_VER0 (32 bytes) struct
+    // passed with its exact size, only read by the kernel.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            tree.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH | libc::AT_RECURSIVE,
+            &raw const attr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Attaches the detached tree `tree` on `target` in this process's mount
+/// namespace (move_mount(2) with `MOVE_MOUNT_F_EMPTY_PATH`, Linux 5.2).
+pub(crate) fn move_mount_tree(tree: std::os::fd::BorrowedFd<'_>, target: &Path) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let c = path_cstring(target)?;
+    // SAFETY: `tree` is an open descriptor borrowed for the call, the
+    // source path is the empty C string with MOVE_MOUNT_F_EMPTY_PATH (the
+    // tree itself), `c` a NUL-terminated path living across the call.
+    // JUSTIFICATION: neither nix nor rustix (as used here) wraps
+    // move_mount.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            tree.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            libc::MOVE_MOUNT_F_EMPTY_PATH,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}

@@ -3,7 +3,9 @@
 
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 
-use super::common::{is_root, sandbox, skip};
+use blastwall_sandbox::ProjectMode;
+
+use super::common::{ROOT_TEST_UID, chown_tree, is_root, sandbox, skip};
 
 // Issue 3 "Done when": rm -rf of the whole project, editing README.md and
 // creating files leave the real project byte-identical; the upper layer
@@ -85,6 +87,64 @@ fn overlay_runs_again_after_a_volatile_mount() {
     assert_eq!(r.code(), Some(0), "stderr: {}", r.stderr());
     assert_eq!(r.stdout(), "one\ntwo\n");
     assert!(!marker.exists());
+}
+
+// As root the agent runs as an unprivileged uid; a project owned by root
+// is attached as an idmapped mount, so its files are the agent's inside:
+// through the overlay it edits them (the copies in the upper directory
+// belong to the sandbox's host uid) and the real tree stays as it was.
+#[test]
+fn root_owned_project_is_writable_through_the_overlay_as_root() {
+    if !is_root() {
+        eprintln!("note: only a root supervisor idmaps the project");
+        return;
+    }
+    let Some(mut f) = sandbox() else { return };
+    chown_tree(&f.path("proj"), 0);
+    let r = f
+        .sh("stat -c %u README.md && echo edited >> README.md && echo new > src/created.txt && cat README.md")
+        .ok();
+    assert_eq!(r.code(), Some(0), "stderr: {}", r.stderr());
+    assert_eq!(r.stdout(), "1000\n# the real readme\nedited\n");
+    let real = f.path("proj/README.md");
+    assert_eq!(
+        std::fs::read_to_string(&real).unwrap(),
+        "# the real readme\n"
+    );
+    assert_eq!(std::fs::metadata(&real).unwrap().uid(), 0);
+    for p in ["upper/README.md", "upper/src/created.txt"] {
+        assert_eq!(
+            std::fs::metadata(f.path(p)).unwrap().uid(),
+            ROOT_TEST_UID,
+            "{p}"
+        );
+    }
+    assert!(!f.path("proj/src/created.txt").exists());
+}
+
+// The same in `rw` mode: the agent writes the real root-owned tree, and
+// what it creates there belongs to root like the rest of the project.
+#[test]
+fn root_owned_project_is_writable_in_rw_mode_as_root() {
+    if !is_root() {
+        eprintln!("note: only a root supervisor idmaps the project");
+        return;
+    }
+    let Some(mut f) = sandbox() else { return };
+    chown_tree(&f.path("proj"), 0);
+    f.spec.project_mode = ProjectMode::ReadWrite;
+    let r = f
+        .sh("echo edited >> README.md && echo new > created.txt")
+        .ok();
+    assert_eq!(r.code(), Some(0), "stderr: {}", r.stderr());
+    assert_eq!(
+        std::fs::read_to_string(f.path("proj/README.md")).unwrap(),
+        "# the real readme\nedited\n"
+    );
+    assert_eq!(
+        std::fs::metadata(f.path("proj/created.txt")).unwrap().uid(),
+        0
+    );
 }
 
 #[test]
