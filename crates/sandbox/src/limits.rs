@@ -69,9 +69,26 @@ fn mounts() -> Vec<Mount> {
     out
 }
 
-/// This process's cgroup path for a v1 controller, or for v2 (`None`).
-fn own_path(controller: Option<&str>) -> Option<String> {
-    let text = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+/// What [`setup`] reads about the host's cgroups, once per run (the
+/// mount table and this process's cgroups; each read is a generated
+/// procfs file).
+struct Host {
+    mounts: Vec<Mount>,
+    own: String,
+}
+
+impl Host {
+    fn read() -> Host {
+        Host {
+            mounts: mounts(),
+            own: std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default(),
+        }
+    }
+}
+
+/// This process's cgroup path for a v1 controller, or for v2 (`None`),
+/// from the text of `/proc/self/cgroup`.
+fn own_path(text: &str, controller: Option<&str>) -> Option<String> {
     for line in text.lines() {
         let mut parts = line.splitn(3, ':');
         let (_, ctrls, path) = (parts.next()?, parts.next()?, parts.next()?);
@@ -89,20 +106,21 @@ fn join(point: &Path, cg: &str, name: &str) -> PathBuf {
 }
 
 /// Where a v1 controller can take a child cgroup of ours, if writable.
-fn v1_dir(controller: &str, name: &str) -> Option<PathBuf> {
-    let m = mounts()
-        .into_iter()
+fn v1_dir(host: &Host, controller: &str, name: &str) -> Option<PathBuf> {
+    let m = host
+        .mounts
+        .iter()
         .find(|m| !m.v2 && m.controllers.iter().any(|c| c == controller))?;
-    let cg = own_path(Some(controller))?;
+    let cg = own_path(&host.own, Some(controller))?;
     let parent = join(&m.point, &cg, "");
     nix::unistd::access(&parent, nix::unistd::AccessFlags::W_OK).ok()?;
     Some(join(&m.point, &cg, name))
 }
 
 /// Where v2 can take a child cgroup of ours with `controllers` enabled.
-fn v2_dir(controllers: &[&str], name: &str) -> Option<PathBuf> {
-    let m = mounts().into_iter().find(|m| m.v2)?;
-    let cg = own_path(None)?;
+fn v2_dir(host: &Host, controllers: &[&str], name: &str) -> Option<PathBuf> {
+    let m = host.mounts.iter().find(|m| m.v2)?;
+    let cg = own_path(&host.own, None)?;
     let parent = join(&m.point, &cg, "");
     let enabled = std::fs::read_to_string(parent.join("cgroup.subtree_control")).ok()?;
     if !controllers
@@ -134,8 +152,9 @@ pub(crate) fn setup(limits: &Limits, name: &str) -> Setup {
     if limits.pids.is_some() {
         wanted.push("pids");
     }
+    let host = Host::read();
     // v2 first: one directory for every controller.
-    if let Some(dir) = v2_dir(&wanted, name) {
+    if let Some(dir) = v2_dir(&host, &wanted, name) {
         match setup_v2(&dir, limits, &mut s) {
             Ok(()) => return s,
             Err(e) => {
@@ -150,7 +169,7 @@ pub(crate) fn setup(limits: &Limits, name: &str) -> Setup {
     // v1, one hierarchy per controller.
     let mut errors = Vec::new();
     if let Some(mem) = limits.memory_bytes {
-        match v1_dir("memory", name)
+        match v1_dir(&host, "memory", name)
             .ok_or_else(|| {
                 "no writable cgroup v1 memory controller or delegated cgroup v2 subtree".to_owned()
             })
@@ -175,7 +194,7 @@ pub(crate) fn setup(limits: &Limits, name: &str) -> Setup {
         }
     }
     if let Some(pids) = limits.pids {
-        let r = v1_dir("pids", name)
+        let r = v1_dir(&host, "pids", name)
             .ok_or_else(|| "no writable cgroup v1 pids controller".to_owned())
             .and_then(|dir| {
                 std::fs::create_dir(&dir)
@@ -312,10 +331,14 @@ pub(crate) fn describe_host() -> (bool, Vec<String>) {
 
 /// Whether a v1 controller or a v2 subtree with `controllers` is writable.
 pub(crate) fn usable(controllers: &[&str]) -> Option<&'static str> {
-    if v2_dir(controllers, "probe").is_some() {
+    let host = Host::read();
+    if v2_dir(&host, controllers, "probe").is_some() {
         return Some("v2");
     }
-    if controllers.iter().all(|c| v1_dir(c, "probe").is_some()) {
+    if controllers
+        .iter()
+        .all(|c| v1_dir(&host, c, "probe").is_some())
+    {
         return Some("v1");
     }
     None
