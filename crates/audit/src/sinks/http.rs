@@ -324,3 +324,52 @@ fn read_head_line<R: BufRead>(conn: &mut R, line: &mut String) -> io::Result<()>
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Cursor;
+
+    use super::{Target, read_response};
+
+    #[test]
+    fn targets_parse_and_join() -> Result<(), String> {
+        let t = Target::parse("http://[::1]:4318")?;
+        assert_eq!(
+            (t.host.as_str(), t.port, t.path.as_str()),
+            ("::1", 4318, "/")
+        );
+        assert_eq!(t.host_header(), "[::1]:4318");
+        assert_eq!(t.join("/v1/logs").path, "/v1/logs");
+        let t = Target::parse("https://otel.example.com/base/?k=v")?;
+        assert!(t.tls);
+        assert_eq!(
+            (t.port, t.host_header().as_str()),
+            (443, "otel.example.com")
+        );
+        assert_eq!(t.path, "/base/?k=v");
+        assert_eq!(
+            Target::parse("http://c.example/otel/")?
+                .join("/v1/traces")
+                .path,
+            "/otel/v1/traces"
+        );
+        assert!(Target::parse("unix:/run/x.sock").is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn responses_are_framed() -> std::io::Result<()> {
+        let mut r = Cursor::new(&b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabcHTTP/1.1 500 No\r\nConnection: close\r\n\r\n"[..]);
+        assert_eq!(read_response(&mut r)?, (200, true));
+        assert_eq!(read_response(&mut r)?, (500, false));
+        let mut r = Cursor::new(&b"HTTP/1.1 202 Accepted\r\nTransfer-Encoding: chunked\r\n\r\n3;x=y\r\nabc\r\n0\r\n\r\n"[..]);
+        assert_eq!(read_response(&mut r)?, (202, true));
+        // No length: delimited by the end of the connection, not kept.
+        let mut r = Cursor::new(&b"HTTP/1.0 200 OK\r\n\r\nbody"[..]);
+        assert_eq!(read_response(&mut r)?, (200, false));
+        // Cut short.
+        let mut r = Cursor::new(&b"HTTP/1.1 200 OK\r\nContent-"[..]);
+        assert!(read_response(&mut r).is_err());
+        Ok(())
+    }
+}
