@@ -632,8 +632,9 @@ unsafe fn watcher_child(p: &mut PreparedWatch) -> ! {
     // SAFETY: every call below is a raw async-signal-safe syscall on
     // integers, on pointers into `p` (built by the parent before the fork,
     // mapped here copy-on-write; `paths` are NUL-terminated), or on stack
-    // buffers of this function. Nothing allocates, locks or can panic
-    // (slice accesses use `get`).
+    // buffers of this function (`ign` is a zeroed `struct sigaction`, a
+    // valid value for it, with SIG_IGN as its handler). Nothing allocates,
+    // locks or can panic (slice accesses use `get`).
     unsafe {
         // Die with the supervisor thread; if it is gone already, leave.
         libc::prctl(
@@ -645,6 +646,14 @@ unsafe fn watcher_child(p: &mut PreparedWatch) -> ! {
         );
         if libc::getppid() != p.parent {
             libc::_exit(1);
+        }
+        // ^C and ^\ at the terminal are for the command inside (the
+        // supervisor ignores them while the sandbox runs): the watcher must
+        // not die of them, nor run a handler it inherited.
+        let mut ign: libc::sigaction = std::mem::zeroed();
+        ign.sa_sigaction = libc::SIG_IGN;
+        for sig in [libc::SIGINT, libc::SIGQUIT] {
+            libc::sigaction(sig, &raw const ign, std::ptr::null_mut());
         }
         // Only the two pipes stay open: no other descriptor of the
         // supervisor (sockets, logs, pipes whose end-of-file matters)
