@@ -96,9 +96,10 @@ enum Forge<'a> {
     Drop,
 }
 
-/// Rewrites the log from seq `from` on: changes that record's data, then
-/// recomputes every later seq, prev and hash, as someone who can write the
-/// file and knows the format, but not the key, would.
+/// Rewrites the log from seq `from` on: changes the data of the first
+/// record there that is not a checkpoint, then recomputes every later seq,
+/// prev and hash, as someone who can write the file and knows the format,
+/// but not the key, would.
 fn rewrite(path: &Path, from: usize, forge: Forge<'_>) -> Result<(), Box<dyn std::error::Error>> {
     let old = lines(path)?;
     let mut out: Vec<Vec<u8>> = old[..from].to_vec();
@@ -106,7 +107,8 @@ fn rewrite(path: &Path, from: usize, forge: Forge<'_>) -> Result<(), Box<dyn std
         Some(l) => record(l)?["hash"].clone(),
         None => json!("0".repeat(64)),
     };
-    for (i, line) in old[from..].iter().enumerate() {
+    let mut changed = false;
+    for line in &old[from..] {
         let mut r = record(line)?;
         let seq = u64::try_from(out.len())?;
         let is_checkpoint = r["kind"] == "checkpoint";
@@ -116,11 +118,12 @@ fn rewrite(path: &Path, from: usize, forge: Forge<'_>) -> Result<(), Box<dyn std
         r.remove("hash");
         r.insert("seq".into(), json!(seq));
         r.insert("prev".into(), prev.clone());
-        if i == 0 && !is_checkpoint {
+        if !changed && !is_checkpoint {
             r.insert(
                 "data".into(),
                 json!({"verdict": "allow", "rewritten": true}),
             );
+            changed = true;
         }
         if is_checkpoint {
             let head_hash = prev.as_str().ok_or("prev")?.to_owned();
@@ -520,5 +523,60 @@ fn a_key_others_can_read_or_a_symlinked_key_is_refused() -> TestResult {
     let link = home.join("link.ed25519");
     std::os::unix::fs::symlink(&key_path, &link)?;
     assert!(SigningKey::load(&link).is_err());
+    Ok(())
+}
+
+#[test]
+fn every_cut_at_a_record_boundary_of_a_signed_log_is_caught() -> TestResult {
+    let s = checkpointed(12, 4, true)?;
+    let whole = lines(&s.log)?;
+    s.verify()?;
+    for keep in 1..whole.len() {
+        write_lines(&s.log, &whole[..keep])?;
+        // The chain alone verifies every one of them.
+        verify(&s.log)?;
+        let e = s
+            .verify()
+            .err()
+            .ok_or(format!("a cut to {keep} records went unnoticed"))?;
+        assert!(
+            matches!(e.kind, VerifyErrorKind::Truncated { .. }),
+            "{keep}: {e}"
+        );
+        // The first bad seq is never past the cut.
+        assert!(e.seq().is_some_and(|s| s <= keep as u64), "{keep}: {e}");
+    }
+    Ok(())
+}
+
+#[test]
+fn every_rewrite_point_is_caught_whatever_the_forger_does_with_checkpoints() -> TestResult {
+    let forger = SigningKey::from_seed(&[5; 32])?;
+    for forge in [Forge::KeepSignature, Forge::SignWith(&forger), Forge::Drop] {
+        let s = checkpointed(12, 4, true)?;
+        let whole = lines(&s.log)?;
+        for from in 0..whole.len() {
+            // The rewrite changes the first record at or after `from` that
+            // is not a checkpoint; from the final checkpoint on there is
+            // none, and nothing to catch.
+            let Some(first_changed) = (from..whole.len())
+                .find(|&i| record(&whole[i]).is_ok_and(|r| r["kind"] != "checkpoint"))
+            else {
+                continue;
+            };
+            write_lines(&s.log, &whole)?;
+            rewrite(&s.log, from, forge)?;
+            verify(&s.log)?;
+            let e = s
+                .verify()
+                .err()
+                .ok_or(format!("a rewrite from line {from} went unnoticed"))?;
+            // The first bad seq is never past the first record changed.
+            assert!(
+                e.seq().is_some_and(|s| s <= first_changed as u64),
+                "{from}: {e}"
+            );
+        }
+    }
     Ok(())
 }
