@@ -376,6 +376,17 @@ fn describe(ev: &Event) -> String {
             short(&d["head_hash"]),
             short(&d["key"])
         ),
+        Kind::Alert if d["rule"].is_string() && d["reason"].is_string() => {
+            let mut text = format!(
+                "{}: {}",
+                d["rule"].as_str().unwrap_or_default(),
+                d["reason"].as_str().unwrap_or_default()
+            );
+            if let Some(seq) = d["decision_seq"].as_u64() {
+                text.push_str(&format!(" (decision {seq})"));
+            }
+            text
+        }
         Kind::SessionStart | Kind::Outcome | Kind::Alert | Kind::SessionEnd => d.to_string(),
         // `Kind` is non-exhaustive: a kind this build does not know prints its data.
         _ => d.to_string(),

@@ -473,6 +473,7 @@ fn the_human_view_escapes_control_and_bidi_characters() {
     assert!(!out.contains('\u{1b}'), "{out}");
     assert!(!out.contains('\u{202e}'), "{out}");
     assert!(out.contains("\\u{202e}"), "{out}");
+    assert!(out.contains("alert         x: ok\\n"), "{out}");
 }
 
 #[test]
