@@ -217,6 +217,20 @@ fn signing_note(r: &VerifyReport, trust: &Trust) -> String {
             "; {} checkpoint(s), signed through seq {through}",
             r.checkpoints
         ));
+        let last = r.events.saturating_sub(1);
+        if through < last {
+            // Normal while a session runs (the next checkpoint is not due);
+            // a sealed log that was signed ends with its checkpoint.
+            note.push_str(&format!(
+                " (seq {} to {last} are not signed yet{})",
+                through + 1,
+                if r.sealed {
+                    ": the checkpoint after session-end is missing"
+                } else {
+                    ""
+                }
+            ));
+        }
     } else {
         note.push_str(&format!(
             "; {} checkpoint(s), signatures NOT checked: no public key at {}",

@@ -514,3 +514,36 @@ fn follow_stops_when_the_session_is_gone_without_session_end() {
         r.stderr()
     );
 }
+
+#[test]
+fn a_sealed_log_whose_end_is_not_signed_says_so() {
+    // Someone who can write both the log and the heads file cuts the log
+    // back to a checkpoint, keeps only the heads up to it, and appends a
+    // session-end of their own: nothing fails, but the report says how
+    // much is unsigned.
+    let w = World::new();
+    let path = signed_gate_log(&w, "s1");
+    let kinds = kinds_of(&path);
+    let first_checkpoint = kinds.iter().position(|k| k == "checkpoint").unwrap();
+    let mut ls = lines(&path);
+    ls.truncate(first_checkpoint + 1);
+    write_lines(&path, &ls);
+    let heads = w.bw_home().join("audit-heads.jsonl");
+    let first_head = std::fs::read_to_string(&heads)
+        .unwrap()
+        .lines()
+        .next()
+        .unwrap()
+        .to_owned();
+    std::fs::write(&heads, format!("{first_head}\n")).unwrap();
+    let mut log = AuditLog::open_append(&path, FsyncPolicy::Never).unwrap();
+    log.append(Kind::SessionEnd, json!({})).unwrap();
+    drop(log);
+    let r = w.run(&["log", "verify", "--session", "s1"]).expect(0);
+    assert!(
+        r.stdout()
+            .contains("the checkpoint after session-end is missing"),
+        "{}",
+        r.stdout()
+    );
+}
