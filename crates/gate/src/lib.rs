@@ -121,6 +121,8 @@ pub struct Gate<F: LogFile = std::fs::File> {
     log: Mutex<AuditLog<F>>,
     queue: Option<Arc<Queue>>,
     anomaly: Option<Anomaly>,
+    /// Group commit outside the log's lock, when the log is a real file.
+    syncer: Option<blastwall_audit::Syncer>,
 }
 
 /// The anomaly rules of a gate, and who is told when one fires.
@@ -148,6 +150,7 @@ impl<F: LogFile> Gate<F> {
             log: Mutex::new(log),
             queue: None,
             anomaly: None,
+            syncer: None,
         }
     }
 
@@ -299,9 +302,16 @@ impl<F: LogFile> Gate<F> {
         let appended = self.lock().append(Kind::Decision, data).map(|a| a.seq);
         let recorded = appended.and_then(|seq| {
             if side_effects && decision.verdict == Verdict::Allow {
-                let mut log = self.lock();
-                if log.durable_seq().is_none_or(|d| d < seq) {
-                    log.sync()?;
+                match &self.syncer {
+                    // One caller syncs for everyone waiting; the others
+                    // wake when it is done, and none holds the log's lock.
+                    Some(s) => s.sync_through(seq)?,
+                    None => {
+                        let mut log = self.lock();
+                        if log.durable_seq().is_none_or(|d| d < seq) {
+                            log.sync()?;
+                        }
+                    }
                 }
             }
             Ok(seq)
@@ -444,6 +454,17 @@ pub fn human_duration(d: std::time::Duration) -> String {
         (0, m, sec) => format!("{m}m{sec}s"),
         (h, 0, 0) => format!("{h}h"),
         (h, m, _) => format!("{h}h{m}m"),
+    }
+}
+
+impl Gate<std::fs::File> {
+    /// Makes decisions durable by group commit outside the log's lock:
+    /// appends stay serialised, and each `fdatasync` covers every record
+    /// appended before it, for every waiting caller at once.
+    pub fn with_group_commit(mut self) -> Result<Gate<std::fs::File>, GateError> {
+        let syncer = self.lock().syncer()?;
+        self.syncer = Some(syncer);
+        Ok(self)
     }
 }
 

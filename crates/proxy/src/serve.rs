@@ -467,6 +467,17 @@ impl Shared {
             action.graphql = Some(Inspection::Opaque { reason });
         }
         let summary = summarize(&Action::Net(action.clone()));
+        // A git push's first command line (its capabilities), decoded: git
+        // gzips bodies over 1 KiB. Kept to answer a refusal in git's terms.
+        let push_head: Vec<u8> = if action.git_push.is_some() {
+            let plain = match &decoded {
+                Ok(Some(d)) => d.as_slice(),
+                _ => raw.as_slice(),
+            };
+            plain.iter().take(4096).copied().collect()
+        } else {
+            Vec::new()
+        };
         // 4. Host agreement: the Host header names the URL's host and port.
         if let Some(h) = head.one("host")
             && !host_agrees(h, &action)
@@ -524,11 +535,13 @@ impl Shared {
                 let approval = match held {
                     Ok(Ok(a)) => a,
                     Ok(Err(r)) => {
-                        return self.send_push_aware(conn, &r, &action, &raw, head_only).await;
+                        return self
+                            .send_push_aware(conn, &r, &action, &push_head, head_only)
+                            .await;
                     }
                     Err(_) => {
                         return self
-                            .send_push_aware(conn, &refusal, &action, &raw, head_only)
+                            .send_push_aware(conn, &refusal, &action, &push_head, head_only)
                             .await;
                     }
                 };
@@ -546,13 +559,15 @@ impl Shared {
                         r
                     }
                     Err(r) => {
-                        return self.send_push_aware(conn, &r, &action, &raw, head_only).await;
+                        return self
+                            .send_push_aware(conn, &r, &action, &push_head, head_only)
+                            .await;
                     }
                 }
             }
             Err(refusal) => {
                 return self
-                    .send_push_aware(conn, &refusal, &action, &raw, head_only)
+                    .send_push_aware(conn, &refusal, &action, &push_head, head_only)
                     .await;
             }
         };
@@ -1408,7 +1423,10 @@ impl Shared {
         if let Some(blastwall_policy::GitPush::Updates { updates }) = &action.git_push
             && let Some(reply) = push_report(r, updates, body)
         {
-            return conn.write_all(&reply.to_bytes(false, head_only)).await.is_ok();
+            return conn
+                .write_all(&reply.to_bytes(false, head_only))
+                .await
+                .is_ok();
         }
         self.send_gate_refusal(conn, r, head_only).await
     }
@@ -1482,10 +1500,7 @@ fn push_report(
         .position(|&b| b == 0)
         .and_then(|i| first.get(i + 1..))
         .unwrap_or_default();
-    let has = |c: &str| {
-        caps.split(|&b| b == b' ')
-            .any(|w| w == c.as_bytes())
-    };
+    let has = |c: &str| caps.split(|&b| b == b' ').any(|w| w == c.as_bytes());
     // `report-status-v2` reads the same `unpack` and `ng` lines.
     if !has("report-status") && !has("report-status-v2") {
         return None;

@@ -227,7 +227,8 @@ pub(crate) fn run(a: &RunArgs, env: &Env) -> anyhow::Result<Status> {
             .with_anomaly_rules(
                 thresholds(&s.audit.alerts),
                 Some(Box::new(move |a| alert_banner(a, raw_tty))),
-            ),
+            )
+            .with_group_commit()?,
     );
     // The one way out: the proxy, accepting in the supervisor on a socket
     // bound inside the sandbox's network namespace.
