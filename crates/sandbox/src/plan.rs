@@ -479,16 +479,13 @@ impl Plan {
             if host.kind(&host_dev) == Some(Kind::File) {
                 let t = dev.join(d);
                 ops.push(Op::CreateFile { path: t.clone() });
+                // The bind keeps the flags of the host's /dev mount (not
+                // nodev, or the node would not work); there is nothing to
+                // set on it.
                 ops.push(Op::Bind {
                     source: in_oldroot(&host_dev),
-                    target: t.clone(),
-                    recursive: false,
-                });
-                ops.push(Op::SetAttr {
                     target: t,
                     recursive: false,
-                    readonly: false,
-                    nosuid_nodev: false,
                 });
             }
         }

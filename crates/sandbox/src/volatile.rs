@@ -163,7 +163,8 @@ fn marker_exists(work: &Path) -> io::Result<bool> {
 }
 
 /// `fsync`s every file and directory under `upper` whose ctime is not
-/// before `since`, the directories after their entries. If one cannot be
+/// before `since` (for `upper` itself: its mtime), the directories after
+/// their entries. If one cannot be
 /// opened (the agent may leave a file mode 000), one `syncfs` of the upper
 /// filesystem instead. Symlinks, devices and whiteouts are covered by
 /// their directory's sync. (A wall clock stepped back during the run can
@@ -181,7 +182,15 @@ fn sync_changed(upper: &Path, since: Stamp) -> io::Result<()> {
             continue;
         }
         let meta = dir.symlink_metadata()?;
-        if changed(&meta) {
+        // overlayfs itself changes the upper root's ctime at every mount
+        // (an xattr), so for the root only a change of its entries (mtime)
+        // counts: what a run adds, removes or renames there.
+        let dir_changed = if dir == upper {
+            Stamp(meta.mtime(), meta.mtime_nsec()) >= since
+        } else {
+            changed(&meta)
+        };
+        if dir_changed {
             todo.push((dir.clone(), true));
         }
         for e in std::fs::read_dir(&dir)? {
