@@ -182,7 +182,7 @@ fn child_blastwall(manifest: &Path, dir: &Path, fsync: Fsync) -> Result<()> {
     let policy = Arc::new(loaded.policy);
     let audit = dir.join(format!("audit-{}.jsonl", fsync.word()));
     let log = AuditLog::create(&audit, "proxy-bench", fsync.policy())?;
-    let gate = Arc::new(Gate::new(Arc::clone(&policy), log));
+    let gate = Arc::new(Gate::new(Arc::clone(&policy), log).with_group_commit()?);
     gate.start(json!({"bench": "proxy-bench"}))?;
     let proxy = Proxy::new(ProxyConfig::from_policy(
         policy,
