@@ -151,11 +151,13 @@ fn setup_and_run(
     // is checked after setting it.
     nix::sys::prctl::set_pdeathsig(Some(Signal::SIGKILL))
         .map_err(|e| setup_err("set parent-death signal", e))?;
-    if supervisor_gone(lifeline, PollTimeout::ZERO) {
-        return Err(setup_err("start", "the supervisor is gone"));
-    }
     // Not dumpable: nothing inside can ptrace or read the memory of pid 1.
     nix::sys::prctl::set_dumpable(false).map_err(|e| setup_err("set non-dumpable", e))?;
+    // The supervisor let us execute once our id maps were written (its
+    // first byte); it finishes its part (cgroups, the proxy's listener,
+    // the overlay's work directory, the decoy watch) while this binary
+    // starts, and its second byte says go. End-of-file: it is gone.
+    wait_for_start(lifeline)?;
     // Step 1: no_new_privs before anything executes inside.
     nix::sys::prctl::set_no_new_privs().map_err(|e| setup_err("set no_new_privs", e))?;
     // Step 4: the new root (with the idmapped project the supervisor sent
@@ -323,14 +325,15 @@ fn setup_and_run(
     }
 }
 
-fn supervisor_gone(lifeline: &OwnedFd, timeout: PollTimeout) -> bool {
-    let mut fds = [PollFd::new(lifeline.as_fd(), PollFlags::POLLIN)];
-    match nix::poll::poll(&mut fds, timeout) {
-        Ok(0) => false,
-        Ok(_) => fds[0]
-            .revents()
-            .is_some_and(|r| r.intersects(PollFlags::POLLHUP | PollFlags::POLLERR)),
-        Err(_) => false,
+/// Blocks until the supervisor's start byte arrives on the lifeline.
+fn wait_for_start(lifeline: &OwnedFd) -> Result<(), WireError> {
+    let mut b = [0u8; 1];
+    loop {
+        match nix::unistd::read(lifeline, &mut b) {
+            Ok(1) => return Ok(()),
+            Err(nix::errno::Errno::EINTR) => continue,
+            Ok(_) | Err(_) => return Err(setup_err("start", "the supervisor is gone")),
+        }
     }
 }
 

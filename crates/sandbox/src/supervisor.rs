@@ -363,6 +363,14 @@ pub fn run(
         None
     };
     write_id_maps(pid, &spec.identity)?;
+    // First byte on the start pipe: the maps are written, the child may
+    // become the namespace's root and execute the init, which then waits
+    // for the second byte. Its exec and start-up (~1 ms) overlap what
+    // follows here.
+    let mut sync_file = File::from(sync_write);
+    sync_file
+        .write_all(b"m")
+        .map_err(io_err("cannot start the sandbox init"))?;
     if !entered {
         cgroups
             .0
@@ -403,7 +411,6 @@ pub fn run(
     }
 
     // Start. The write end stays open until we return: it is the lifeline.
-    let mut sync_file = File::from(sync_write);
     sync_file
         .write_all(b"g")
         .map_err(io_err("cannot start the sandbox init"))?;
