@@ -791,6 +791,23 @@ impl Policy {
         &self.file
     }
 
+    /// The ports network rules name explicitly (`ports = [...]`), sorted,
+    /// without duplicates: where programs that ignore the proxy variables
+    /// may also be caught inside.
+    pub fn declared_ports(&self) -> Vec<u16> {
+        let mut v: Vec<u16> = self
+            .net
+            .rules
+            .iter()
+            .filter_map(|r| r.ports.as_ref())
+            .flatten()
+            .copied()
+            .collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
+
     /// How many network rules there are.
     pub fn net_rule_count(&self) -> usize {
         self.net.rules.len()

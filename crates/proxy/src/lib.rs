@@ -329,6 +329,18 @@ impl Proxy {
         async move { serve::accept_loop(shared, listener, entry).await }
     }
 
+    /// Like [`Proxy::serve_transparent`] for a port that may carry TLS or
+    /// plain HTTP (a port a manifest rule names, such as 8443): the first
+    /// byte tells them apart.
+    pub fn serve_transparent_any(
+        &self,
+        listener: std::net::TcpListener,
+        port: u16,
+    ) -> impl Future<Output = Result<(), ProxyError>> + Send + 'static {
+        let shared = Arc::clone(&self.shared);
+        async move { serve::accept_loop(shared, listener, serve::Entry::Sniff { port }).await }
+    }
+
     /// Answers name lookups inside the wall on `socket` (UDP, created by the
     /// supervisor in the sandbox's network namespace): see [`dns`].
     pub fn serve_dns(

@@ -121,6 +121,9 @@ pub(crate) enum Entry {
     Tls { port: u16 },
     /// Straight to port `port`, plain HTTP: each `Host` header names it.
     Http { port: u16 },
+    /// Straight to port `port`, TLS or plain HTTP, told apart by the first
+    /// byte (a TLS handshake record starts with 0x16).
+    Sniff { port: u16 },
 }
 
 pub(crate) async fn accept_loop(
@@ -154,6 +157,19 @@ pub(crate) async fn accept_loop(
                 Entry::Http { port } => {
                     let mut conn = Conn::new(sock);
                     let _ = s.serve_requests(&mut conn, &Via::Origin { port }).await;
+                }
+                Entry::Sniff { port } => {
+                    let mut first = [0u8; 1];
+                    let peeked =
+                        tokio::time::timeout(s.limits.idle_timeout, sock.peek(&mut first)).await;
+                    match peeked {
+                        Ok(Ok(1)) if first[0] == 0x16 => s.serve_transparent_tls(sock, port).await,
+                        Ok(Ok(1)) => {
+                            let mut conn = Conn::new(sock);
+                            let _ = s.serve_requests(&mut conn, &Via::Origin { port }).await;
+                        }
+                        _ => {}
+                    }
                 }
             }
         });
@@ -1493,8 +1509,11 @@ fn push_report(
     updates: &[blastwall_policy::PushUpdate],
     body: &[u8],
 ) -> Option<Reply> {
-    let caps_end = body.iter().take(4096).position(|&b| b == b'\n')?;
-    let first = body.get(..caps_end)?;
+    // The first pkt-line: four hex digits of length, then the command and,
+    // after a NUL, the capabilities (no newline is required at its end).
+    let len = usize::from_str_radix(std::str::from_utf8(body.get(..4)?).ok()?, 16).ok()?;
+    let first = body.get(4..len.min(body.len()))?;
+    let first = first.strip_suffix(b"\n").unwrap_or(first);
     let caps = first
         .iter()
         .position(|&b| b == 0)

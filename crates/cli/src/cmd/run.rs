@@ -38,7 +38,8 @@ const PROXY_PORT: u16 = 3128;
 
 /// Ports where programs that ignore the proxy variables are caught: names
 /// inside resolve to 127.0.0.1 (blastwall's name server on udp 53), and
-/// the supervisor accepts on these ports there (plain HTTP, TLS).
+/// the supervisor accepts on these ports there (plain HTTP, TLS), and on
+/// every port a network rule names.
 const TRANSPARENT_HTTP: u16 = 80;
 const TRANSPARENT_TLS: u16 = 443;
 const DNS_PORT: u16 = 53;
@@ -90,9 +91,21 @@ fn start_proxy(
 
 /// The proxy as the agent sees it: the variables pointing at it, the
 /// session CA in the trust store, the placeholders.
-fn wire_proxy(spec: &mut SandboxSpec, proxy: &blastwall_proxy::Proxy, home: &Path) {
+fn wire_proxy(
+    spec: &mut SandboxSpec,
+    proxy: &blastwall_proxy::Proxy,
+    home: &Path,
+    declared_ports: &[u16],
+) {
     spec.loopback_listeners
         .extend([PROXY_PORT, TRANSPARENT_HTTP, TRANSPARENT_TLS]);
+    // Ports the manifest's rules name catch programs that ignore the proxy
+    // variables too (TLS or HTTP, told apart by the first byte).
+    for &p in declared_ports {
+        if !spec.loopback_listeners.contains(&p) && p != DNS_PORT {
+            spec.loopback_listeners.push(p);
+        }
+    }
     spec.loopback_udp.push(DNS_PORT);
     // Where the host's resolv.conf is a symlink (systemd-resolved), the
     // view goes over the file it points to.
@@ -240,7 +253,7 @@ pub(crate) fn run(a: &RunArgs, env: &Env) -> anyhow::Result<Status> {
             return not_started(&mut meta, e);
         }
     };
-    wire_proxy(&mut spec, &proxy, &env.home_dir());
+    wire_proxy(&mut spec, &proxy, &env.home_dir(), &policy.declared_ports());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("blastwall-proxy")
@@ -590,7 +603,8 @@ impl SupervisorHooks for Hooks<'_> {
             let serve: std::pin::Pin<Box<dyn Future<Output = _> + Send>> = match port {
                 TRANSPARENT_HTTP => Box::pin(self.proxy.serve_transparent(l, port, false)),
                 TRANSPARENT_TLS => Box::pin(self.proxy.serve_transparent(l, port, true)),
-                _ => Box::pin(self.proxy.serve(l)),
+                PROXY_PORT => Box::pin(self.proxy.serve(l)),
+                _ => Box::pin(self.proxy.serve_transparent_any(l, port)),
             };
             self.runtime.spawn(async move {
                 if let Err(e) = serve.await {
