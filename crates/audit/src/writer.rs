@@ -52,6 +52,10 @@ pub enum FsyncPolicy {
     Never,
 }
 
+/// Bytes reserved on disk for a new log when it is created (the file's
+/// size stays that of what was written).
+pub(crate) const PREALLOCATE: u64 = 8 * 1024 * 1024;
+
 /// The two file operations the writer performs, so that tests can record
 /// them (and make them fail) without a disk.
 ///
@@ -500,6 +504,17 @@ impl AuditLog<File> {
                 error,
             })?;
         lock(&file, path)?;
+        // Reserve the first PREALLOCATE bytes on disk without changing the
+        // file's size (readers see only what was written): a disk that
+        // fills up while the session runs leaves the log room to record
+        // the refusals it causes. Best effort: a file system without
+        // fallocate gets a log that grows as it is written.
+        let _ = rustix::fs::fallocate(
+            &file,
+            rustix::fs::FallocateFlags::KEEP_SIZE,
+            0,
+            PREALLOCATE,
+        );
         if fsync != FsyncPolicy::Never {
             sync_parent_dir(path)?;
         }
