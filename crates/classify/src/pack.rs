@@ -186,7 +186,7 @@ pub fn read_commits(pack: &[u8], hash_len: usize) -> Commits {
         };
         if let Some(c) = commit {
             let id = object_id(&c, hash_len);
-            out.parents.insert(hex(&id), parents(&c));
+            out.parents.insert(hex::encode(&id), parents(&c));
             by_id.insert(id, start);
             by_offset.insert(start, c);
         }
@@ -375,16 +375,6 @@ fn parents(commit: &[u8]) -> Vec<String> {
         }
     }
     out
-}
-
-fn hex(b: &[u8]) -> String {
-    const H: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(b.len() * 2);
-    for x in b {
-        s.push(char::from(H[usize::from(x >> 4)]));
-        s.push(char::from(H[usize::from(x & 15)]));
-    }
-    s
 }
 
 #[cfg(test)]

@@ -481,15 +481,5 @@ pub fn new_id() -> String {
         b.copy_from_slice(&t);
         b[0] ^= std::process::id().to_le_bytes()[0];
     }
-    format!("ap-{}", hex(&b))
-}
-
-fn hex(b: &[u8]) -> String {
-    const H: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(b.len() * 2);
-    for x in b {
-        s.push(char::from(H[usize::from(x >> 4)]));
-        s.push(char::from(H[usize::from(x & 15)]));
-    }
-    s
+    format!("ap-{}", hex::encode(b))
 }

@@ -192,7 +192,8 @@ pub fn clean(s: &str, max: usize) -> String {
     out
 }
 
-fn html_escape(s: &str) -> String {
+/// HTML entity escaping for text and attribute values (`& < > " '`).
+pub fn html_escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {

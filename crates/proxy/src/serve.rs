@@ -234,6 +234,21 @@ impl Shared {
             );
             return;
         };
+        let line = format!("TLS to {host}:{port}");
+        self.intercept(start, host, port, line).await;
+    }
+
+    /// Finishes a TLS handshake as `host` with the session CA, then serves
+    /// the requests inside, each decided on its own.
+    async fn intercept<IO>(
+        self: &Arc<Self>,
+        start: tokio_rustls::StartHandshake<IO>,
+        host: HostName,
+        port: u16,
+        line: String,
+    ) where
+        IO: AsyncRead + AsyncWrite + Unpin + Send,
+    {
         let cfg = match self.ca.server_config(&host) {
             Ok(c) => c,
             Err(e) => {
@@ -242,7 +257,7 @@ impl Shared {
                     502,
                     Fault::Blastwall,
                     e.to_string(),
-                    format!("TLS to {host}:{port}"),
+                    line,
                     json!({}),
                 );
                 return;
@@ -1232,29 +1247,7 @@ impl Shared {
                 );
                 return;
             }
-            let cfg = match self.ca.server_config(&host) {
-                Ok(c) => c,
-                Err(e) => {
-                    let _ = self.proxy_refusal(
-                        "proxy.tls",
-                        502,
-                        Fault::Blastwall,
-                        e.to_string(),
-                        line,
-                        json!({}),
-                    );
-                    return;
-                }
-            };
-            let Ok(Ok(tls)) =
-                tokio::time::timeout(self.limits.connect_timeout, start.into_stream(cfg)).await
-            else {
-                return;
-            };
-            let mut inner = Conn::new(tls);
-            let _ = self
-                .serve_requests(&mut inner, &Via::Tunnel { host, port })
-                .await;
+            self.intercept(start, host, port, line).await;
             return;
         }
         // Pass-through, decided on the name alone.

@@ -22,18 +22,7 @@ pub(crate) fn text(s: &str, max: usize) -> String {
 
 /// HTML entity escaping for text and attribute values.
 pub(crate) fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            _ => out.push(c),
-        }
-    }
-    out
+    blastwall_gate::summary::html_escape(s)
 }
 
 fn when(ns: i64, now: i64) -> String {
