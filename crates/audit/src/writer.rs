@@ -509,12 +509,7 @@ impl AuditLog<File> {
         // fills up while the session runs leaves the log room to record
         // the refusals it causes. Best effort: a file system without
         // fallocate gets a log that grows as it is written.
-        let _ = rustix::fs::fallocate(
-            &file,
-            rustix::fs::FallocateFlags::KEEP_SIZE,
-            0,
-            PREALLOCATE,
-        );
+        let _ = rustix::fs::fallocate(&file, rustix::fs::FallocateFlags::KEEP_SIZE, 0, PREALLOCATE);
         if fsync != FsyncPolicy::Never {
             sync_parent_dir(path)?;
         }

@@ -27,6 +27,10 @@ pub const MAX_OBJECTS: usize = 200_000;
 pub const MAX_INFLATED: usize = 64 * 1024 * 1024;
 /// The largest commit object kept.
 const MAX_COMMIT: usize = 1024 * 1024;
+/// Parents of one commit at most (more: the pack is not read further).
+const MAX_PARENTS: usize = 64;
+/// Commits visited across every ancestry question about one pack.
+pub const MAX_WALK: usize = 1_000_000;
 
 /// What the pack says of one ref update.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,6 +48,10 @@ pub enum Ancestry {
 pub struct Commits {
     parents: HashMap<String, Vec<String>>,
     complete: bool,
+    /// Commits visited so far by [`Commits::ancestry`], against [`MAX_WALK`].
+    walked: std::cell::Cell<usize>,
+    /// Answers already given, by (old, new).
+    answers: std::cell::RefCell<HashMap<(String, String), Ancestry>>,
 }
 
 impl Commits {
@@ -75,6 +83,16 @@ impl Commits {
                 "the new commit is not in the pack: the remote already has it",
             );
         }
+        let key = (old.to_owned(), new.to_owned());
+        if let Some(a) = self.answers.borrow().get(&key) {
+            return a.clone();
+        }
+        let a = self.walk(old, new);
+        self.answers.borrow_mut().insert(key, a.clone());
+        a
+    }
+
+    fn walk(&self, old: &str, new: &str) -> Ancestry {
         let mut seen: std::collections::HashSet<&str> = std::collections::HashSet::new();
         let mut stack = vec![new];
         let mut left_pack = false;
@@ -84,6 +102,11 @@ impl Commits {
             }
             if !seen.insert(c) {
                 continue;
+            }
+            let walked = self.walked.get() + 1;
+            self.walked.set(walked);
+            if walked > MAX_WALK {
+                return Ancestry::Unknown("the pushed history is past the inspection bound");
             }
             match self.parents.get(c) {
                 Some(ps) => stack.extend(ps.iter().map(String::as_str)),
@@ -165,6 +188,10 @@ pub fn read_commits(pack: &[u8], hash_len: usize) -> Commits {
             1..=4 => Base::None,
             _ => return out,
         };
+        // The bound holds before inflating, not after.
+        if inflated_total.saturating_add(size) > MAX_INFLATED {
+            return out;
+        }
         // Keep the bytes only for commits and deltas that may be commits.
         let keep = matches!(kind, 1 | 6 | 7) && size <= MAX_COMMIT;
         let Some((data, used)) = inflate(pack.get(pos..).unwrap_or_default(), size, keep) else {
@@ -186,7 +213,11 @@ pub fn read_commits(pack: &[u8], hash_len: usize) -> Commits {
         };
         if let Some(c) = commit {
             let id = object_id(&c, hash_len);
-            out.parents.insert(hex::encode(&id), parents(&c));
+            let ps = parents(&c);
+            if ps.len() > MAX_PARENTS {
+                return out;
+            }
+            out.parents.insert(hex::encode(&id), ps);
             by_id.insert(id, start);
             by_offset.insert(start, c);
         }

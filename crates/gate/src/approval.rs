@@ -444,6 +444,18 @@ impl ApprovalStore for SqliteStore {
         if !from.contains(&current) {
             return Ok(None);
         }
+        // A yes after the deadline is no yes: the ask has become a deny
+        // whether or not its waiter has noticed yet.
+        if to == State::Approved {
+            let expires: i64 = tx.query_row(
+                "SELECT expires_ns FROM approvals WHERE id = ?1",
+                params![id],
+                |r| r.get(0),
+            )?;
+            if at_ns >= expires {
+                return Ok(None);
+            }
+        }
         // The time and author of a decision stay those of the person (or the
         // timeout) that ended `pending`; consuming only changes the state.
         if current == State::Pending {

@@ -45,6 +45,11 @@ pub struct Summary {
     pub risk: String,
     /// How many further parts of the same request are not named here.
     pub more: usize,
+    /// The other dangerous parts of the same request (every destructive or
+    /// irreversible GraphQL call, every deleted or rewritten ref), each
+    /// named in full: a person approves all of them at once.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub also: Vec<String>,
 }
 
 impl Summary {
@@ -69,6 +74,7 @@ impl Summary {
                 how: "exec".into(),
                 risk: String::new(),
                 more: 0,
+                also: Vec::new(),
             },
             Action::Fs(f) => Summary {
                 verb: match f.op {
@@ -80,6 +86,7 @@ impl Summary {
                 how: "file".into(),
                 risk: String::new(),
                 more: 0,
+                also: Vec::new(),
             },
         };
         s.risk = risk.into();
@@ -131,6 +138,9 @@ impl Summary {
         let _ = write!(out, " \u{2014} {}", part(&self.how));
         if !self.risk.is_empty() {
             let _ = write!(out, " \u{2014} {}", word(&self.risk));
+        }
+        for a in &self.also {
+            let _ = write!(out, " \u{2014} and {}", part(a));
         }
         if self.more > 0 {
             let _ = write!(out, " (+{} more in the same request)", self.more);
@@ -246,31 +256,35 @@ fn net(n: &NetAction, subject: Option<&str>) -> Summary {
     if let Some(GitPush::Updates { updates }) = &n.git_push
         && let Some(first) = pick_update(updates, subject)
     {
-        let u = &first.update;
-        let (verb, what) = if u.delete {
-            ("delete", "ref")
-        } else if first.non_fast_forward == Some(true) && first.ancestry.is_none() {
-            ("force-push", "ref")
-        } else if first.non_fast_forward == Some(true) {
-            ("push (not shown to be a fast-forward)", "ref")
-        } else if u.old.bytes().all(|b| b == b'0') {
-            ("create", "ref")
-        } else {
-            ("push", "ref")
-        };
         let repo = clean(n.path.trim_end_matches("/git-receive-pack"), MAX_HOW);
+        // Every deletion and rewrite in the push is named, not counted.
+        let also: Vec<String> = updates
+            .iter()
+            .filter(|u| {
+                !std::ptr::eq(*u, first) && (u.update.delete || u.non_fast_forward == Some(true))
+            })
+            .map(|u| {
+                let (verb, what) = update_words(u);
+                clean_middle(&format!("{verb} {what} {}", u.update.name), MAX_TARGET)
+            })
+            .collect();
+        let (verb, what) = update_words(first);
         return Summary {
             verb: verb.into(),
-            target: clean(&format!("{what} {}", u.name), MAX_TARGET),
+            target: clean_middle(&format!("{what} {}", first.update.name), MAX_TARGET),
             host,
             how: format!("git push to {repo}"),
             risk: String::new(),
-            more: updates.len().saturating_sub(1),
+            more: updates.len().saturating_sub(1 + also.len()),
+            also,
         };
     }
     if let Some(Inspection::Calls { calls }) = &n.graphql
         && !calls.is_empty()
     {
+        let dangerous = |c: &blastwall_classify::graphql::Call| {
+            c.labels.contains(Label::Irreversible) || c.labels.contains(Label::Destructive)
+        };
         // The call that decided (the subject names it as `mutation field`),
         // else the most dangerous one.
         let rank = |c: &&blastwall_classify::graphql::Call| {
@@ -288,30 +302,31 @@ fn net(n: &NetAction, subject: Option<&str>) -> Summary {
         });
         let call = by_subject.or_else(|| calls.iter().max_by_key(rank));
         if let Some(call) = call {
-            let (verb, noun) = split_field(&call.field);
-            let target_arg = call
-                .args
-                .iter()
-                .find(|(k, _)| {
-                    let k = k.to_ascii_lowercase();
-                    k == "id" || k.ends_with("id") || k.ends_with("name")
-                })
-                .or_else(|| call.args.first());
-            let target = match target_arg {
-                Some((_, v)) => format!("{noun} {v}"),
-                None => noun,
-            };
+            let (verb, target) = call_words(call);
             let mut how = format!("GraphQL {} {}", call.op.as_str(), call.field);
             if let Some(a) = &call.alias {
                 let _ = write!(how, " (aliased as {a})");
             }
+            // Every other destructive call of the request is named too.
+            let also: Vec<String> = calls
+                .iter()
+                .filter(|c| !std::ptr::eq(*c, call) && dangerous(c))
+                .map(|c| {
+                    let (v, t) = call_words(c);
+                    clean_middle(
+                        &format!("{v} {t} ({} {})", c.op.as_str(), c.field),
+                        MAX_TARGET,
+                    )
+                })
+                .collect();
             return Summary {
                 verb: clean(&verb, 40),
-                target: clean(target.trim(), MAX_TARGET),
+                target: clean_middle(target.trim(), MAX_TARGET),
                 host,
                 how: clean(&how, MAX_HOW),
                 risk: String::new(),
-                more: calls.len().saturating_sub(1),
+                more: calls.len().saturating_sub(1 + also.len()),
+                also,
             };
         }
     }
@@ -320,27 +335,89 @@ fn net(n: &NetAction, subject: Option<&str>) -> Summary {
         target.push('?');
         target.push_str(q);
     }
+    let upgrade = n.header_names.iter().any(|h| h == "upgrade");
     let mut how = format!("{} {}", scheme(n.scheme).to_ascii_uppercase(), n.method);
     if !n.method_overrides.is_empty() {
         let _ = write!(how, " (overridden to {})", n.method_overrides.join(", "));
     }
-    let verb = n.method_overrides.last().unwrap_or(&n.method);
+    // The method the request carries; overrides are shown beside it.
+    let verb = if upgrade {
+        "open a WebSocket to".to_owned()
+    } else {
+        n.method.clone()
+    };
+    if upgrade {
+        how.push_str(", upgraded to a WebSocket: an open two-way channel, not inspected");
+    }
     Summary {
-        verb: clean(verb, 40),
-        target: clean(&target, MAX_TARGET),
+        verb: clean(&verb, 40),
+        // The middle is cut, never the end: a query's last parameter stays.
+        target: clean_middle(&target, MAX_TARGET),
         host,
         how: clean(&how, MAX_HOW),
         risk: String::new(),
         more: 0,
+        also: Vec::new(),
     }
+}
+
+/// The verb and object of a ref update.
+fn update_words(u: &blastwall_policy::PushUpdate) -> (&'static str, &'static str) {
+    if u.update.delete {
+        ("delete", "ref")
+    } else if u.non_fast_forward == Some(true) && u.ancestry.is_none() {
+        ("force-push", "ref")
+    } else if u.non_fast_forward == Some(true) {
+        ("push (not shown to be a fast-forward)", "ref")
+    } else if u.update.old.bytes().all(|b| b == b'0') {
+        ("create", "ref")
+    } else {
+        ("push", "ref")
+    }
+}
+
+/// The verb and object of a GraphQL call, with its target argument.
+fn call_words(call: &blastwall_classify::graphql::Call) -> (String, String) {
+    let (verb, noun) = split_field(&call.field);
+    let target_arg = call
+        .args
+        .iter()
+        .find(|(k, _)| {
+            let k = k.to_ascii_lowercase();
+            k == "id" || k.ends_with("id") || k.ends_with("name")
+        })
+        .or_else(|| call.args.first());
+    let target = match target_arg {
+        Some((_, v)) => format!("{noun} {v}"),
+        None => noun,
+    };
+    (verb, target)
+}
+
+/// Like [`clean`], but a part past `max` loses its middle, not its end.
+pub fn clean_middle(s: &str, max: usize) -> String {
+    let all = clean(s, usize::MAX / 2);
+    if all.len() <= max {
+        return all;
+    }
+    let keep = max.saturating_sub(3) / 2;
+    // Everything is ASCII: byte offsets are character boundaries.
+    let head = all.get(..keep).unwrap_or_default();
+    let tail = all.get(all.len() - keep..).unwrap_or_default();
+    format!("{head}...{tail}")
 }
 
 fn pick_update<'a>(
     updates: &'a [blastwall_policy::PushUpdate],
     subject: Option<&str>,
 ) -> Option<&'a blastwall_policy::PushUpdate> {
+    // The subject names the deciding update exactly (`ref refs/heads/main`).
     subject
-        .and_then(|s| updates.iter().find(|u| s.ends_with(u.update.name.as_str())))
+        .and_then(|s| {
+            updates
+                .iter()
+                .find(|u| s == format!("ref {}", u.update.name))
+        })
         .or_else(|| updates.iter().find(|u| u.update.delete))
         .or_else(|| updates.iter().find(|u| u.non_fast_forward == Some(true)))
         .or_else(|| updates.first())
@@ -445,6 +522,60 @@ mod tests {
         assert_eq!(s.target, "volume vol_prod");
         assert_eq!(s.how, "GraphQL mutation volumeDelete (aliased as b)");
         assert_eq!(s.more, 1);
+    }
+
+    #[test]
+    fn every_destructive_call_is_named_not_counted() {
+        let s = graphql(
+            r#"mutation { a: volumeDelete(volumeId: "vol_scratch") b: volumeDelete(volumeId: "vol_prod") }"#,
+        );
+        let t = s.text();
+        assert!(t.contains("vol_scratch"), "{t}");
+        assert!(t.contains("vol_prod"), "{t}");
+        assert_eq!(s.more, 0);
+    }
+
+    fn http(method: &str, url: &str, headers: &[(&str, &str)]) -> Summary {
+        let h: Vec<(String, String)> = headers
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        let a = NetAction::from_request(method, url, &h, None).unwrap();
+        Summary::of(&Action::Net(a), Labels::EMPTY, None)
+    }
+
+    #[test]
+    fn a_long_query_keeps_its_end() {
+        let url = format!(
+            "https://api.example.com/p_scratch?confirm=1&pad={}&project=p_prod",
+            "a".repeat(300)
+        );
+        let s = http("DELETE", &url, &[]);
+        assert!(s.target.ends_with("project=p_prod"), "{}", s.target);
+        assert!(s.target.starts_with("/p_scratch"), "{}", s.target);
+        assert!(s.target.len() <= MAX_TARGET);
+    }
+
+    #[test]
+    fn the_real_method_is_the_verb_and_an_override_is_shown() {
+        let s = http(
+            "DELETE",
+            "https://api.example.com/v1/volumes/vol_prod",
+            &[("x-http-method-override", "GET")],
+        );
+        assert_eq!(s.verb, "DELETE");
+        assert!(s.how.contains("overridden to GET"), "{}", s.how);
+    }
+
+    #[test]
+    fn a_websocket_says_so() {
+        let s = http(
+            "GET",
+            "https://api.example.com/chat",
+            &[("upgrade", "websocket"), ("connection", "upgrade")],
+        );
+        assert!(s.verb.contains("WebSocket"), "{}", s.verb);
+        assert!(s.how.contains("WebSocket"), "{}", s.how);
     }
 
     #[test]

@@ -352,3 +352,33 @@ fn a_store_shared_by_two_handles_sees_one_decision() {
         .mode();
     assert_eq!(0o600, mode & 0o777);
 }
+
+#[test]
+fn a_yes_after_the_deadline_is_refused_even_before_the_waiter_notices() {
+    let f = fixture(ApprovalConfig {
+        timeout: Duration::from_millis(50),
+        ..cfg()
+    });
+    let action = volume_delete();
+    let r = f.gate.check(&action).unwrap_err();
+    let held = f.gate.hold(&r, &action, "d").unwrap();
+    std::thread::sleep(Duration::from_millis(120));
+    // Nobody waits on it (a busy supervisor): the store itself says no.
+    assert!(
+        f.store
+            .transition(
+                &held.id,
+                &[State::Pending],
+                State::Approved,
+                now_ns(),
+                Some("late"),
+                None
+            )
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(
+        State::Pending,
+        f.store.get(&held.id).unwrap().unwrap().state
+    );
+}

@@ -63,6 +63,7 @@ fn raw(h: &str) -> Summary {
         how: h.into(),
         risk: h.into(),
         more: 2,
+        also: vec![h.into()],
     }
 }
 

@@ -142,8 +142,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
 
     /// Completes when the agent closes its side (or the connection fails)
     /// while a request is held. Bytes that arrive meanwhile (a pipelined
-    /// request) are kept for later, up to `max` bytes; past that it stops
-    /// reading and never completes on its own.
+    /// request) are kept for later, up to `max` bytes; past that it
+    /// completes too: a held request whose agent floods the connection is
+    /// given up (abandoned) rather than watched blind.
     pub(crate) async fn wait_closed(&mut self, max: usize) {
         while self.buf.len() < max {
             match self.fill().await {
@@ -151,7 +152,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                 Ok(_) => {}
             }
         }
-        std::future::pending::<()>().await;
     }
 
     /// Reads the next request head. Refuses obs-fold, bad header bytes,

@@ -430,10 +430,14 @@ impl Shared {
             return false;
         }
         let mut held = Reservation::new(Arc::clone(&self.held), self.limits.connect_timeout);
-        let raw = match conn
-            .read_body(framing, self.limits.max_request_body, &mut held)
-            .await
-        {
+        // A body that stops arriving must not hold its reserved bytes.
+        let body = tokio::time::timeout(
+            self.limits.idle_timeout,
+            conn.read_body(framing, self.limits.max_request_body, &mut held),
+        )
+        .await
+        .unwrap_or(Err(ReadError::Closed));
+        let raw = match body {
             Ok(b) => b,
             Err(ReadError::Refuse { status, reason }) => {
                 let r = self.proxy_refusal(
@@ -546,8 +550,11 @@ impl Shared {
             }
         };
         // 6. Decide (write-ahead; durable first when it has side effects).
-        let side_effects =
-            blastwall_gate::side_effects(&Action::Net(action.clone())) || plan.injects();
+        // A WebSocket opens a channel nothing inspects: as durable first as
+        // any write.
+        let side_effects = blastwall_gate::side_effects(&Action::Net(action.clone()))
+            || plan.injects()
+            || is_websocket(head);
         let mut pinned: Option<Target> = None;
         let release = match self.check(Action::Net(action.clone()), side_effects).await {
             Ok(r) => r,

@@ -570,10 +570,13 @@ impl Deliver {
         };
         match config {
             SinkConfig::File { path } => {
+                // Never through a symlink at the last component (the caller
+                // checks the directories above it).
                 let file = OpenOptions::new()
                     .append(true)
                     .create(true)
                     .mode(0o600)
+                    .custom_flags(libc::O_NOFOLLOW)
                     .open(path)
                     .map_err(|error| SinkError::Open {
                         name: name.clone(),

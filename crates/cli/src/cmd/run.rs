@@ -228,6 +228,14 @@ pub(crate) fn run(a: &RunArgs, env: &Env) -> anyhow::Result<Status> {
         Ok(x) => x,
         Err(e) => return not_started(&mut meta, e),
     };
+    // A file sink lies inside the project (a project manifest may write
+    // nowhere else): inside the wall it is hidden like a secret, so the
+    // agent can neither read the audit copy nor tamper with it.
+    for sink in &s.audit.sinks {
+        if let blastwall_policy::AuditSink::File { path: Some(p) } = sink {
+            spec.hidden.push(p.clone());
+        }
+    }
     // Asks are held for a person: the store is shared with `approve`.
     let queue = match approval_queue(s, &home, &id, spec.tty) {
         Ok(q) => q,
@@ -500,6 +508,11 @@ fn open_log(
         .with_checkpoints(cp)?;
     let mut sinks = None;
     if !s.audit.sinks.is_empty() {
+        for sink in &s.audit.sinks {
+            if let blastwall_policy::AuditSink::File { path: Some(p) } = sink {
+                no_symlink_below(&s.project_root, p)?;
+            }
+        }
         let configs = s
             .audit
             .sinks
@@ -531,6 +544,35 @@ fn open_log(
         sinks = Some(started);
     }
     Ok((log, sinks))
+}
+
+/// Refuses a file sink reached through a symlink anywhere below the
+/// project root: a repository could ship `logs/audit.jsonl -> ~/.bashrc`,
+/// and the supervisor, outside the wall, would append the agent's requests
+/// there. (The last component is also opened with `O_NOFOLLOW`.)
+fn no_symlink_below(root: &Path, path: &Path) -> anyhow::Result<()> {
+    let rel = path.strip_prefix(root).map_err(|_| {
+        anyhow::anyhow!(
+            "the audit sink {} is outside the project {}",
+            path.display(),
+            root.display()
+        )
+    })?;
+    let mut at = root.to_path_buf();
+    for part in rel.components() {
+        at.push(part);
+        match std::fs::symlink_metadata(&at) {
+            Ok(m) if m.file_type().is_symlink() => anyhow::bail!(
+                "the audit sink {} goes through the symlink {}: refused (a repository could point it at a file outside the project)",
+                path.display(),
+                at.display()
+            ),
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => anyhow::bail!("cannot check the audit sink {}: {e}", path.display()),
+        }
+    }
+    Ok(())
 }
 
 /// The manifest's `[audit.alerts]` as the anomaly rules take them.

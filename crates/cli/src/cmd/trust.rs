@@ -61,6 +61,8 @@ fn grants_json(s: &Settings, rules: usize) -> serde_json::Value {
         "write": s.write_paths,
         "network_rules": rules,
         "credentials": s.credentials.iter().map(|c| json!({"name": c.name, "env": c.env, "hosts": c.hosts})).collect::<Vec<_>>(),
+        "audit_sinks": s.audit.sinks,
+        "approval_webhook": s.approval.webhook.as_ref().map(|w| &w.url),
     })
 }
 
@@ -96,6 +98,34 @@ pub(crate) fn grants_text(s: &Settings, rules: usize) -> String {
             c.name,
             c.env,
             hosts.join(", ")
+        ));
+    }
+    // Where the supervisor itself sends records (which carry what the agent
+    // asked for, even when it was refused): the person trusting says yes to
+    // these destinations too.
+    for sink in &s.audit.sinks {
+        let to = match sink {
+            blastwall_policy::AuditSink::File { path } => format!(
+                "a copy of every audit record to the file {} (hidden inside the wall)",
+                path.as_ref()
+                    .map_or_else(String::new, |p| p.display().to_string())
+            ),
+            blastwall_policy::AuditSink::Otlp { endpoint, .. } => {
+                format!("every audit record to the OpenTelemetry collector {endpoint}")
+            }
+            blastwall_policy::AuditSink::Webhook { url } => {
+                format!("every audit record to the webhook {url}")
+            }
+        };
+        t.push_str(&format!(
+            "  sends {to}
+"
+        ));
+    }
+    if let Some(w) = &s.approval.webhook {
+        t.push_str(&format!(
+            "  sends each approval's summary to the webhook {}\n",
+            w.url
         ));
     }
     t

@@ -394,6 +394,7 @@ mod tests {
             how: HOSTILE.into(),
             risk: HOSTILE.into(),
             more: 1,
+            also: vec![HOSTILE.into()],
         };
         let approval: blastwall_gate::Approval = serde_json::from_value(serde_json::json!({
             "id": "ap-0000000000000001",

@@ -533,3 +533,51 @@ g push origin HEAD:feature 2>&1; echo \"feature-rc=$?\"
     let all = w.run(&["approvals", "--all", "--json"]).expect(0).stdout();
     assert!(all.contains("ref refs/heads/main"), "{all}");
 }
+
+#[test]
+fn a_file_sink_never_follows_a_symlink_and_is_hidden_inside() {
+    let w = World::new();
+    if !curl_available(&w) {
+        return;
+    }
+    let manifest = format!(
+        "version = 1\n[[audit.sinks]]\ntype = \"file\"\npath = \"logs/audit.jsonl\"\n{}",
+        super::accept_missing_here(&w)
+    );
+    w.write("project/blastwall.toml", &manifest);
+    std::fs::create_dir_all(w.project().join("logs")).unwrap();
+    // A repository ships the sink as a link to a file outside the project.
+    let outside = w.write("outside.txt", "untouched\n");
+    std::os::unix::fs::symlink(&outside, w.project().join("logs/audit.jsonl")).unwrap();
+    w.run(&["trust"]).expect(0);
+    if rustix::process::geteuid().is_root() {
+        std::process::Command::new("chown")
+            .args(["-R", "65534:65534"])
+            .arg(w.project())
+            .status()
+            .unwrap();
+    }
+    let r = w.run(&["run", "--", "true"]);
+    assert_eq!(125, r.code(), "{}", r.stderr());
+    assert!(r.stderr().contains("symlink"), "{}", r.stderr());
+    assert_eq!("untouched\n", std::fs::read_to_string(&outside).unwrap());
+    // Without the link, the copy is written, and the agent cannot read it.
+    std::fs::remove_file(w.project().join("logs/audit.jsonl")).unwrap();
+    let out = w
+        .command(
+            &w.project(),
+            &[
+                "run",
+                "--",
+                "sh",
+                "-c",
+                "cat logs/audit.jsonl; echo \"rc=$?\"",
+            ],
+        )
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(!stdout.contains("session-start"), "{stdout}");
+    let copy = std::fs::read_to_string(w.project().join("logs/audit.jsonl")).unwrap();
+    assert!(copy.contains("session-start"), "{copy}");
+}

@@ -36,6 +36,7 @@ pub(crate) fn hostile_summary(hostile: &str) -> Summary {
         how: clean(&format!("HTTP DELETE {hostile}")),
         risk: "destructive".into(),
         more: 0,
+        also: Vec::new(),
     }
 }
 
