@@ -357,8 +357,11 @@ impl<F: LogFile> Gate<F> {
     /// Records a refusal that an interceptor made itself, outside the
     /// policy (a malformed request, a blocked address, a placeholder sent
     /// to the wrong host): a `decision` record with verdict `deny` and a
-    /// built-in rule (`proxy.placeholder`, …), durable before it returns.
-    /// Returns the record's sequence number: the request id.
+    /// built-in rule (`proxy.placeholder`, …), written before it returns
+    /// and made durable by the next group commit: nothing took effect, so
+    /// nothing waits for the disk (a flood of refusals cannot tie the
+    /// proxy's workers to `fdatasync`). Returns the record's sequence
+    /// number: the request id.
     pub fn refuse(
         &self,
         action: Option<&Action>,
@@ -385,7 +388,6 @@ impl<F: LogFile> Gate<F> {
         });
         let mut log = self.lock();
         let a = log.append(Kind::Decision, data)?;
-        log.sync()?;
         Ok(a.seq)
     }
 
