@@ -34,9 +34,7 @@ non_interactive = "wait"
         ),
     );
     w.run(&["trust"]).expect(0);
-    if rustix::process::geteuid().is_root() {
-        std::os::unix::fs::chown(w.project(), Some(65534), Some(65534)).unwrap();
-    }
+    super::give_to_agent(&w.project());
     w
 }
 

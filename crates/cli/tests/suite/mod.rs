@@ -145,3 +145,20 @@ pub(crate) fn accept_missing_here(w: &World) -> String {
         format!("[sandbox]\naccept_missing = [{}]\n", missing.join(", "))
     }
 }
+
+/// As root, the agent runs as uid 65534: it gets `p` (and everything
+/// below it) so it can work there, as a user's agent could in their own
+/// project. Does nothing when the tests run unprivileged.
+pub(crate) fn give_to_agent(p: &Path) {
+    fn chown_tree(p: &Path, id: u32) {
+        std::os::unix::fs::lchown(p, Some(id), Some(id)).unwrap();
+        if std::fs::symlink_metadata(p).unwrap().is_dir() {
+            for e in std::fs::read_dir(p).unwrap().flatten() {
+                chown_tree(&e.path(), id);
+            }
+        }
+    }
+    if rustix::process::geteuid().is_root() {
+        chown_tree(p, 65534);
+    }
+}

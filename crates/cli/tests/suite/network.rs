@@ -111,9 +111,7 @@ hosts = ["backboard.railway.app"]
     );
     w.write("project/README.md", "x\n");
     w.run(&["trust"]).expect(0);
-    if rustix::process::geteuid().is_root() {
-        std::os::unix::fs::chown(w.project(), Some(65534), Some(65534)).unwrap();
-    }
+    super::give_to_agent(&w.project());
     w
 }
 
@@ -225,9 +223,7 @@ reason = "no secrets over the transparent path"
         ),
     );
     w.run(&["trust"]).expect(0);
-    if rustix::process::geteuid().is_root() {
-        std::os::unix::fs::chown(w.project(), Some(65534), Some(65534)).unwrap();
-    }
+    super::give_to_agent(&w.project());
     if !curl_available(&w) {
         return;
     }
@@ -303,9 +299,7 @@ verdict = "allow"
         ),
     );
     w.run(&["trust"]).expect(0);
-    if rustix::process::geteuid().is_root() {
-        std::os::unix::fs::chown(w.project(), Some(65534), Some(65534)).unwrap();
-    }
+    super::give_to_agent(&w.project());
     if !curl_available(&w) {
         return;
     }
@@ -486,13 +480,7 @@ fn a_refused_push_tells_git_why_and_a_feature_push_lands() {
     );
     std::fs::write(w.project().join(".git/info/exclude"), "blastwall.toml\n").unwrap();
     w.run(&["trust"]).expect(0);
-    if rustix::process::geteuid().is_root() {
-        std::process::Command::new("chown")
-            .args(["-R", "65534:65534"])
-            .arg(w.project())
-            .status()
-            .unwrap();
-    }
+    super::give_to_agent(&w.project());
     let script = "g() { git -c user.name=a -c user.email=a@b \"$@\"; }
 g commit -q --amend --allow-empty -m rewritten
 g push --force origin HEAD:main 2>&1; echo \"force-rc=$?\"
@@ -550,13 +538,7 @@ fn a_file_sink_never_follows_a_symlink_and_is_hidden_inside() {
     let outside = w.write("outside.txt", "untouched\n");
     std::os::unix::fs::symlink(&outside, w.project().join("logs/audit.jsonl")).unwrap();
     w.run(&["trust"]).expect(0);
-    if rustix::process::geteuid().is_root() {
-        std::process::Command::new("chown")
-            .args(["-R", "65534:65534"])
-            .arg(w.project())
-            .status()
-            .unwrap();
-    }
+    super::give_to_agent(&w.project());
     let r = w.run(&["run", "--", "true"]);
     assert_eq!(125, r.code(), "{}", r.stderr());
     assert!(r.stderr().contains("symlink"), "{}", r.stderr());

@@ -37,9 +37,7 @@ reason = "volumes are deleted only with a person's yes"
         ),
     );
     w.run(&["trust"]).expect(0);
-    if rustix::process::geteuid().is_root() {
-        std::os::unix::fs::chown(w.project(), Some(65534), Some(65534)).unwrap();
-    }
+    super::give_to_agent(&w.project());
     w
 }
 
