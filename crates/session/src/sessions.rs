@@ -370,23 +370,6 @@ fn random_suffix() -> String {
     hex::encode(buf)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ids_sort_by_time() {
-        assert_eq!("19700101-000000", format_id_time(0));
-        assert_eq!("20261125-115502", format_id_time(1_795_607_702));
-    }
-
-    #[test]
-    fn own_process_is_running() {
-        let me = std::process::id();
-        assert!(process_start_time(me).is_some());
-    }
-}
-
 /// Wakes the held requests of `session` so they re-read the approval store
 /// at once (after `approve`, `deny`, `watch` or the page decided
 /// `approval`). Best effort: a held request also polls the store. Returns
@@ -409,4 +392,21 @@ pub fn wake_session(home: &Home, session: &str, approval: &str) -> bool {
     }
     let mut buf = [0u8; 8];
     matches!(s.read(&mut buf), Ok(n) if n > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_sort_by_time() {
+        assert_eq!("19700101-000000", format_id_time(0));
+        assert_eq!("20261125-115502", format_id_time(1_795_607_702));
+    }
+
+    #[test]
+    fn own_process_is_running() {
+        let me = std::process::id();
+        assert!(process_start_time(me).is_some());
+    }
 }

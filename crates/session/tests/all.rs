@@ -241,7 +241,10 @@ fn a_parent_swapped_for_a_symlink_during_the_session_is_refused() {
     let w = world();
     let up = w.session.upper();
     write(&up.join("docs/new.md"), "new\n");
-    // Outside the wall, during the session, docs/ became a link out.
+    // Outside the wall, during the session, docs/ became a link out. (File
+    // times come from the kernel's coarse clock, up to a tick behind the
+    // session's start: the change is made a tick later to be one.)
+    std::thread::sleep(std::time::Duration::from_millis(20));
     std::fs::remove_dir_all(w.project.join("docs")).unwrap();
     symlink(&w.outside, w.project.join("docs")).unwrap();
     let r = commit(&w.session, &CommitOptions::default()).unwrap();
