@@ -549,6 +549,23 @@ impl Shared {
                 return self.send_refusal(conn, &r, false, head_only).await;
             }
         };
+        // 5b. A real secret goes out over TLS only, unless the manifest
+        // declared the host as a local address (a mock on this machine's
+        // loopback): cleartext would show it to anyone on the path.
+        if plan.injects() && action.scheme == Scheme::Http && !self.local(&action) {
+            let r = self.proxy_refusal(
+                "proxy.cleartext-credential",
+                403,
+                Fault::Agent,
+                format!(
+                    "a credential is injected only over https; {}:{} is plain http and not a local address declared in [network.resolve]",
+                    action.host, action.port
+                ),
+                summary,
+                json!({}),
+            );
+            return self.send_refusal(conn, &r, false, head_only).await;
+        }
         // 6. Decide (write-ahead; durable first when it has side effects).
         // A WebSocket opens a channel nothing inspects: as durable first as
         // any write.
@@ -785,6 +802,14 @@ impl Shared {
         } else {
             self.gate.check_with(&action, false)
         }
+    }
+
+    /// Whether `[network.resolve]` sends the action's host to a loopback
+    /// address: traffic that never leaves this machine.
+    fn local(&self, action: &NetAction) -> bool {
+        self.resolve
+            .iter()
+            .any(|r| r.host == action.host && r.port == action.port && r.addr.ip().is_loopback())
     }
 
     /// Resolves the action's host outside the wall and filters the

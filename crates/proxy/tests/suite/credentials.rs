@@ -80,6 +80,28 @@ fn plain_http_request_arrives_with_the_real_token() {
 }
 
 #[test]
+fn a_real_secret_never_goes_out_in_cleartext_to_a_host_off_this_machine() {
+    // The same request is fine to echo.test, which [network.resolve] sends
+    // to this machine's loopback (above); backboard.railway.app over plain
+    // http has no such entry: the credential would cross a network unencrypted.
+    let h = Harness::start();
+    let ph = h.placeholder("RAILWAY_TOKEN");
+    let (status, text) = h.curl(&[
+        "-H",
+        &format!("Authorization: Bearer {ph}"),
+        "-H",
+        "Content-Type: application/json",
+        "--data",
+        r#"{"query":"{ me { email } }"}"#,
+        "http://backboard.railway.app/graphql/v2",
+    ]);
+    assert_eq!(403, status, "{text}");
+    assert!(text.contains("proxy.cleartext-credential"), "{text}");
+    assert!(h.seen().is_empty());
+    no_secret(&text);
+}
+
+#[test]
 fn a_redirect_location_never_shows_the_real_token() {
     let h = Harness::start();
     let ph = h.placeholder("ECHO_TOKEN");
