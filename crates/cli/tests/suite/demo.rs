@@ -173,6 +173,15 @@ fn demo_pocketos_the_volume_and_its_backups_survive_inside_the_wall() {
     assert!(!out.contains(&token), "{out}");
     assert!(out.contains("volumeDelete"), "{out}");
     assert!(r["approvals"].as_u64().unwrap() >= 1, "{r:#}");
+    // The first volumeDelete was held, worded for a person, and with nobody
+    // answering it timed out to a deny.
+    let first = r["first_approval"].as_str().unwrap_or_default();
+    assert!(
+        first.starts_with("delete volume vol_prod on backboard.railway.app"),
+        "{first}"
+    );
+    assert!(first.contains("irreversible"), "{first}");
+    assert!(first.ends_with("(expired: timeout)"), "{first}");
     assert_eq!(true, r["log_verified"]);
     assert_eq!(true, r["permitted_done"]);
 }
