@@ -258,7 +258,12 @@ impl<F: LogFile> Gate<F> {
             let notified = queue.wake.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            let current = match queue.store.get(id) {
+            let current = match off_worker(&queue, {
+                let id = id.to_owned();
+                move |st| st.get(&id)
+            })
+            .await
+            {
                 Ok(Some(a)) => a,
                 Ok(None) => {
                     return Err(end(
@@ -278,14 +283,14 @@ impl<F: LogFile> Gate<F> {
             let now = now_ns();
             match current.state {
                 State::Approved => {
-                    match queue.store.transition(
-                        id,
-                        &[State::Approved],
-                        State::Consumed,
-                        now,
-                        None,
-                        None,
-                    ) {
+                    let consumed = off_worker(&queue, {
+                        let id = id.to_owned();
+                        move |st| {
+                            st.transition(&id, &[State::Approved], State::Consumed, now, None, None)
+                        }
+                    })
+                    .await;
+                    match consumed {
                         Ok(Some(_)) => {}
                         Ok(None) => continue,
                         Err(e) => {
@@ -354,14 +359,21 @@ impl<F: LogFile> Gate<F> {
                 State::Pending => {}
             }
             if now >= current.expires_ns {
-                match queue.store.transition(
-                    id,
-                    &[State::Pending],
-                    State::Expired,
-                    now,
-                    Some("timeout"),
-                    None,
-                ) {
+                let expired = off_worker(&queue, {
+                    let id = id.to_owned();
+                    move |st| {
+                        st.transition(
+                            &id,
+                            &[State::Pending],
+                            State::Expired,
+                            now,
+                            Some("timeout"),
+                            None,
+                        )
+                    }
+                })
+                .await;
+                match expired {
                     Ok(Some(_)) | Err(_) => {
                         return Err(end(
                             "denied-timeout",
@@ -381,14 +393,20 @@ impl<F: LogFile> Gate<F> {
                 () = &mut closed => {
                     // Approved or not, nothing is forwarded for a request
                     // whose agent is gone.
-                    let _ = queue.store.transition(
-                        id,
-                        &[State::Pending, State::Approved],
-                        State::Abandoned,
-                        now_ns(),
-                        Some("the agent's connection closed"),
-                        None,
-                    );
+                    let _ = off_worker(&queue, {
+                        let id = id.to_owned();
+                        move |st| {
+                            st.transition(
+                                &id,
+                                &[State::Pending, State::Approved],
+                                State::Abandoned,
+                                now_ns(),
+                                Some("the agent's connection closed"),
+                                None,
+                            )
+                        }
+                    })
+                    .await;
                     return Err(end(
                         "abandoned",
                         "the agent's connection closed while the ask waited".into(),
@@ -412,6 +430,23 @@ impl<F: LogFile> Gate<F> {
             log.sync()?;
         }
         Ok(a.seq)
+    }
+}
+
+/// Runs a store call on the blocking pool, not on the async worker: a
+/// store another process holds locked (`approve` writing) may make SQLite
+/// wait, and the proxy's two workers also answer names and serve requests.
+async fn off_worker<T: Send + 'static>(
+    queue: &Arc<Queue>,
+    f: impl FnOnce(&dyn ApprovalStore) -> Result<T, crate::StoreError> + Send + 'static,
+) -> Result<T, crate::StoreError> {
+    let store = Arc::clone(&queue.store);
+    match tokio::task::spawn_blocking(move || f(store.as_ref())).await {
+        Ok(r) => r,
+        Err(e) => Err(crate::StoreError::Io {
+            path: String::new(),
+            source: std::io::Error::other(format!("the store's task failed: {e}")),
+        }),
     }
 }
 
