@@ -157,6 +157,29 @@ pub fn receive_pack_commands(body: &[u8]) -> Result<(Vec<RefUpdate>, usize), Git
     }
 }
 
+/// The capabilities the client asked for on the first command line of a
+/// `git-receive-pack` body (`report-status`, `side-band-64k`, …): what a
+/// reply to it may use. Empty when the body does not start with a command.
+pub fn receive_pack_capabilities(body: &[u8]) -> Vec<String> {
+    let Ok(Pkt {
+        data: Some(line), ..
+    }) = next_pkt(body, 0)
+    else {
+        return Vec::new();
+    };
+    let line = line.strip_suffix(b"\n").unwrap_or(line);
+    line.iter()
+        .position(|&b| b == 0)
+        .and_then(|nul| line.get(nul + 1..))
+        .map(|caps| {
+            caps.split(|&b| b == b' ')
+                .filter(|w| !w.is_empty())
+                .map(|w| String::from_utf8_lossy(w).into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// The labels of one ref update: a deletion is `write`, `destructive` and
 /// `irreversible`; a creation or update is `write`.
 pub fn ref_labels(update: &RefUpdate) -> Labels {
@@ -168,14 +191,14 @@ pub fn ref_labels(update: &RefUpdate) -> Labels {
     }
 }
 
-struct Pkt<'a> {
+pub(crate) struct Pkt<'a> {
     /// The payload; `None` for a flush packet.
-    data: Option<&'a [u8]>,
+    pub(crate) data: Option<&'a [u8]>,
     /// Offset just past the packet.
-    end: usize,
+    pub(crate) end: usize,
 }
 
-fn next_pkt(body: &[u8], offset: usize) -> Result<Pkt<'_>, GitError> {
+pub(crate) fn next_pkt(body: &[u8], offset: usize) -> Result<Pkt<'_>, GitError> {
     let head = body
         .get(offset..offset.saturating_add(4))
         .ok_or(GitError::Truncated { offset })?;
@@ -359,6 +382,26 @@ mod tests {
         ));
         let body = format!("{}0000", pkt("push-cert\0caps\n"));
         assert_eq!(parse_receive_pack(body.as_bytes()), Err(GitError::PushCert));
+    }
+
+    #[test]
+    fn capabilities_are_read_with_or_without_a_newline() {
+        let old = "a".repeat(40);
+        let new = "b".repeat(40);
+        for end in ["", "\n"] {
+            let body = format!(
+                "{}0000PACK",
+                pkt(&format!(
+                    "{old} {new} refs/heads/main\0 report-status-v2 side-band-64k quiet{end}"
+                ))
+            );
+            assert_eq!(
+                vec!["report-status-v2", "side-band-64k", "quiet"],
+                receive_pack_capabilities(body.as_bytes())
+            );
+        }
+        assert!(receive_pack_capabilities(b"0000").is_empty());
+        assert!(receive_pack_capabilities(b"zz").is_empty());
     }
 
     #[test]

@@ -124,25 +124,16 @@ impl Commits {
 /// Finds the packfile after a receive-pack command list ending at
 /// `offset` (push options may come first, as pkt-lines up to a flush).
 pub fn find_pack(body: &[u8], offset: usize) -> Option<&[u8]> {
-    let rest = body.get(offset..)?;
-    if rest.starts_with(b"PACK") {
-        return Some(rest);
-    }
-    // Push options: pkt-lines, then a flush, then the pack.
-    let mut i = 0usize;
-    loop {
-        let len_hex = rest.get(i..i + 4)?;
-        let len = usize::from_str_radix(std::str::from_utf8(len_hex).ok()?, 16).ok()?;
-        if len == 0 {
-            i += 4;
+    let mut at = offset;
+    // Push options: pkt-lines up to a flush, then the pack.
+    while !body.get(at..)?.starts_with(b"PACK") {
+        let pkt = crate::git::next_pkt(body, at).ok()?;
+        at = pkt.end;
+        if pkt.data.is_none() {
             break;
         }
-        if len < 4 {
-            return None;
-        }
-        i += len;
     }
-    rest.get(i..).filter(|p| p.starts_with(b"PACK"))
+    body.get(at..).filter(|p| p.starts_with(b"PACK"))
 }
 
 /// Reads the commits of `pack` (`PACK`, version 2 or 3, count, objects).

@@ -431,14 +431,15 @@ impl ApprovalStore for SqliteStore {
     ) -> Result<Option<Approval>, StoreError> {
         let mut conn = self.lock()?;
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let current: Option<String> = tx
+        let row: Option<(String, i64)> = tx
             .query_row(
-                "SELECT state FROM approvals WHERE id = ?1",
+                "SELECT state, expires_ns FROM approvals WHERE id = ?1",
                 params![id],
-                |r| r.get(0),
+                |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .optional()?;
-        let Some(current) = current.as_deref().and_then(State::parse) else {
+        let Some((current, expires)) = row.and_then(|(st, ex)| Some((State::parse(&st)?, ex)))
+        else {
             return Ok(None);
         };
         if !from.contains(&current) {
@@ -446,15 +447,8 @@ impl ApprovalStore for SqliteStore {
         }
         // A yes after the deadline is no yes: the ask has become a deny
         // whether or not its waiter has noticed yet.
-        if to == State::Approved {
-            let expires: i64 = tx.query_row(
-                "SELECT expires_ns FROM approvals WHERE id = ?1",
-                params![id],
-                |r| r.get(0),
-            )?;
-            if at_ns >= expires {
-                return Ok(None);
-            }
+        if to == State::Approved && at_ns >= expires {
+            return Ok(None);
         }
         // The time and author of a decision stay those of the person (or the
         // timeout) that ended `pending`; consuming only changes the state.

@@ -243,9 +243,13 @@ impl<F: LogFile> Gate<F> {
             || decision
                 .labels
                 .contains(blastwall_policy::Label::Irreversible);
-        let host;
+        let host: std::borrow::Cow<'_, str>;
         if let Action::Net(n) = action {
-            host = n.host.to_string();
+            // No allocation for a name on the request path; an address is rare.
+            host = match &n.host {
+                blastwall_policy::HostName::Domain(d) => std::borrow::Cow::Borrowed(d.as_str()),
+                blastwall_policy::HostName::Ip(_) => std::borrow::Cow::Owned(n.host.to_string()),
+            };
             o.net = Some(NetFacts {
                 method: &n.method,
                 host: &host,
@@ -467,6 +471,18 @@ impl Gate<std::fs::File> {
         let syncer = self.lock().syncer()?;
         self.syncer = Some(syncer);
         Ok(self)
+    }
+}
+
+/// `ns` (since the epoch) relative to `now`, to the second: `in 4m58s`,
+/// `3s ago`.
+pub fn relative_time(ns: i64, now: i64) -> String {
+    let d = std::time::Duration::from_secs(ns.saturating_sub(now).unsigned_abs() / 1_000_000_000);
+    let t = human_duration(d);
+    if ns >= now {
+        format!("in {t}")
+    } else {
+        format!("{t} ago")
     }
 }
 

@@ -136,15 +136,7 @@ impl<F: LogFile> Gate<F> {
             return Err(Box::new(refusal.clone()));
         };
         let deny = |reason: String, outcome: &str, detail: Value| {
-            let _ = self.record(
-                Kind::Outcome,
-                json!({"decision_seq": seq, "outcome": outcome, "approval": id, "detail": detail}),
-                true,
-            );
-            let mut r = refusal.clone();
-            r.verdict = Verdict::Deny;
-            r.reason = reason;
-            Box::new(r)
+            self.end_ask(refusal, seq, id, outcome, reason, detail)
         };
         let admit = queue
             .admit
@@ -243,15 +235,7 @@ impl<F: LogFile> Gate<F> {
         let id = approval.id.as_str();
         let seq = approval.request_id;
         let end = |outcome: &str, reason: String, detail: Value| {
-            let _ = self.record(
-                Kind::Outcome,
-                json!({"decision_seq": seq, "outcome": outcome, "approval": id, "detail": detail}),
-                true,
-            );
-            let mut r = refusal.clone();
-            r.verdict = Verdict::Deny;
-            r.reason = reason;
-            Box::new(r)
+            self.end_ask(refusal, seq, id, outcome, reason, detail)
         };
         tokio::pin!(closed);
         loop {
@@ -415,6 +399,28 @@ impl<F: LogFile> Gate<F> {
                 }
             }
         }
+    }
+
+    /// An ask that ends without a yes: its outcome on record (durably),
+    /// and the refusal the agent reads.
+    fn end_ask(
+        &self,
+        refusal: &Refusal,
+        seq: u64,
+        id: &str,
+        outcome: &str,
+        reason: String,
+        detail: Value,
+    ) -> Box<Refusal> {
+        let _ = self.record(
+            Kind::Outcome,
+            json!({"decision_seq": seq, "outcome": outcome, "approval": id, "detail": detail}),
+            true,
+        );
+        let mut r = refusal.clone();
+        r.verdict = Verdict::Deny;
+        r.reason = reason;
+        Box::new(r)
     }
 
     /// Appends a record; durable first when `durable`.

@@ -502,14 +502,14 @@ impl Shared {
             action.graphql = Some(Inspection::Opaque { reason });
         }
         let summary = summarize(&Action::Net(action.clone()));
-        // A git push's first command line (its capabilities), decoded: git
-        // gzips bodies over 1 KiB. Kept to answer a refusal in git's terms.
-        let push_head: Vec<u8> = if action.git_push.is_some() {
+        // A git push's capabilities, from the decoded body (git gzips
+        // bodies over 1 KiB): a refusal is answered in git's terms.
+        let push_caps: Vec<String> = if action.git_push.is_some() {
             let plain = match &decoded {
                 Ok(Some(d)) => d.as_slice(),
                 _ => raw.as_slice(),
             };
-            plain.iter().take(4096).copied().collect()
+            blastwall_classify::git::receive_pack_capabilities(plain)
         } else {
             Vec::new()
         };
@@ -591,12 +591,12 @@ impl Shared {
                     Ok(Ok(a)) => a,
                     Ok(Err(r)) => {
                         return self
-                            .send_push_aware(conn, &r, &action, &push_head, head_only)
+                            .send_push_aware(conn, &r, &action, &push_caps, head_only)
                             .await;
                     }
                     Err(_) => {
                         return self
-                            .send_push_aware(conn, &refusal, &action, &push_head, head_only)
+                            .send_push_aware(conn, &refusal, &action, &push_caps, head_only)
                             .await;
                     }
                 };
@@ -615,14 +615,14 @@ impl Shared {
                     }
                     Err(r) => {
                         return self
-                            .send_push_aware(conn, &r, &action, &push_head, head_only)
+                            .send_push_aware(conn, &r, &action, &push_caps, head_only)
                             .await;
                     }
                 }
             }
             Err(refusal) => {
                 return self
-                    .send_push_aware(conn, &refusal, &action, &push_head, head_only)
+                    .send_push_aware(conn, &refusal, &action, &push_caps, head_only)
                     .await;
             }
         };
@@ -1455,14 +1455,14 @@ impl Shared {
         conn: &mut Conn<S>,
         r: &Refusal,
         action: &NetAction,
-        body: &[u8],
+        caps: &[String],
         head_only: bool,
     ) -> bool
     where
         S: AsyncRead + AsyncWrite + Unpin + Send,
     {
         if let Some(blastwall_policy::GitPush::Updates { updates }) = &action.git_push
-            && let Some(reply) = push_report(r, updates, body)
+            && let Some(reply) = push_report(r, updates, caps)
         {
             return conn
                 .write_all(&reply.to_bytes(false, head_only))
@@ -1532,19 +1532,9 @@ impl Shared {
 fn push_report(
     r: &Refusal,
     updates: &[blastwall_policy::PushUpdate],
-    body: &[u8],
+    caps: &[String],
 ) -> Option<Reply> {
-    // The first pkt-line: four hex digits of length, then the command and,
-    // after a NUL, the capabilities (no newline is required at its end).
-    let len = usize::from_str_radix(std::str::from_utf8(body.get(..4)?).ok()?, 16).ok()?;
-    let first = body.get(4..len.min(body.len()))?;
-    let first = first.strip_suffix(b"\n").unwrap_or(first);
-    let caps = first
-        .iter()
-        .position(|&b| b == 0)
-        .and_then(|i| first.get(i + 1..))
-        .unwrap_or_default();
-    let has = |c: &str| caps.split(|&b| b == b' ').any(|w| w == c.as_bytes());
+    let has = |c: &str| caps.iter().any(|w| w == c);
     // `report-status-v2` reads the same `unpack` and `ng` lines.
     if !has("report-status") && !has("report-status-v2") {
         return None;

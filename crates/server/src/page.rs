@@ -8,10 +8,9 @@
 //! `textContent`, never `innerHTML`.
 
 use std::fmt::Write as _;
-use std::time::Duration;
 
+use blastwall_gate::now_ns;
 use blastwall_gate::summary::clean;
-use blastwall_gate::{human_duration, now_ns};
 
 use crate::feed::{ApprovalView, FeedEvent, SessionInfo};
 
@@ -25,14 +24,7 @@ pub(crate) fn escape(s: &str) -> String {
     blastwall_gate::summary::html_escape(s)
 }
 
-fn when(ns: i64, now: i64) -> String {
-    let d = Duration::from_secs(ns.saturating_sub(now).unsigned_abs() / 1_000_000_000);
-    if ns >= now {
-        format!("in {}", human_duration(d))
-    } else {
-        format!("{} ago", human_duration(d))
-    }
-}
+use blastwall_gate::relative_time as when;
 
 /// Whether `id` looks like an approval id (`ap-` and hex): anything else
 /// is never put in a URL or an element id.

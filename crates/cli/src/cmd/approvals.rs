@@ -4,7 +4,6 @@
 //! so it re-reads the store at once.
 
 use std::io::{BufRead as _, IsTerminal as _, Write as _};
-use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use blastwall_gate::{Approval, ApprovalStore as _, Query, SqliteStore, State, now_ns};
@@ -55,16 +54,7 @@ fn open_store(env: &Env) -> anyhow::Result<SqliteStore> {
     SqliteStore::open(&db).with_context(|| format!("cannot open {}", db.display()))
 }
 
-fn when(ns: i64, now: i64) -> String {
-    let d = Duration::from_nanos(ns.saturating_sub(now).unsigned_abs());
-    let d = Duration::from_secs(d.as_secs());
-    let t = blastwall_gate::human_duration(d);
-    if ns >= now {
-        format!("in {t}")
-    } else {
-        format!("{t} ago")
-    }
-}
+use blastwall_gate::relative_time as when;
 
 fn approval_json(a: &Approval) -> serde_json::Value {
     let mut v = serde_json::to_value(a).unwrap_or_default();
