@@ -510,3 +510,33 @@ fn watch_approves_with_a_then_y_and_the_held_request_goes_through_once() {
         .to_owned();
     assert!(by.ends_with(" via watch"), "{by}");
 }
+
+/// The page is on the host's loopback: from inside the wall neither the
+/// proxy (a loopback address is refused unless the manifest declares it)
+/// nor a direct connection (the sandbox's own network namespace) reaches
+/// it, even with the token in hand.
+#[test]
+fn the_page_is_out_of_the_agents_reach_even_with_its_token() {
+    let up = upstream();
+    let w = world(&up, "");
+    if !curl_available(&w) {
+        return;
+    }
+    let mut serve = Serve::start(&w);
+    let url = serve.url.clone();
+    let script = format!(
+        "echo \"proxied=$(curl -s -m 5 -o /dev/null -w '%{{http_code}}' '{url}')\"\n\
+         echo \"direct=$(curl -s -m 5 --noproxy '*' -o /dev/null -w '%{{http_code}}' '{url}'; echo \" rc=$?\")\"\n"
+    );
+    let out = w
+        .command(&w.project(), &["run", "--", "sh", "-c", &script])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    serve.stop();
+    // Through the proxy: refused by the proxy itself (403), never the page's 303.
+    assert!(stdout.contains("proxied=403"), "{stdout}");
+    // Directly: no connection at all.
+    assert!(stdout.contains("direct=000"), "{stdout}");
+    assert!(!stdout.contains(" rc=0"), "{stdout}");
+}
