@@ -133,8 +133,8 @@ impl SessionCa {
             .with_no_client_auth()
             .with_single_cert(vec![leaf.der().clone(), self.cert_der.clone()], key)
             .map_err(|e| ProxyError::Tls(e.to_string()))?;
-        // HTTP/2 is not offered yet: every client here falls back to 1.1.
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        // HTTP/2 first: each stream is decided on its own (see `h2.rs`).
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         let config = Arc::new(config);
         self.cache
             .lock()

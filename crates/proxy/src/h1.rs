@@ -60,7 +60,7 @@ pub(crate) enum ReadError {
     Refuse { status: u16, reason: String },
 }
 
-fn refuse(status: u16, reason: impl Into<String>) -> ReadError {
+pub(crate) fn refuse(status: u16, reason: impl Into<String>) -> ReadError {
     ReadError::Refuse {
         status,
         reason: reason.into(),
@@ -126,6 +126,11 @@ impl Reservation {
 pub(crate) struct Conn<S> {
     pub(crate) io: S,
     pub(crate) buf: BytesMut,
+    /// Whether the response being written is chunked.
+    pub(crate) chunked_out: bool,
+    /// A response head not written yet: it goes out with the first piece
+    /// of the body, in one write.
+    pub(crate) pending: Vec<u8>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
@@ -133,6 +138,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         Conn {
             io,
             buf: BytesMut::with_capacity(8 * 1024),
+            chunked_out: false,
+            pending: Vec::new(),
         }
     }
 

@@ -96,12 +96,14 @@
 //! the audit log holds (and that it verifies).
 #![forbid(unsafe_code)]
 
+mod agent;
 mod ca;
 mod creds;
 mod decode;
 pub mod dns;
 mod error;
 mod h1;
+mod h2;
 mod placeholder;
 mod serve;
 mod upstream;

@@ -2,7 +2,7 @@
 //! gate, forward it or refuse it.
 
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError};
 use std::task::{Context, Poll};
 
 use blastwall_classify::graphql::{self, Inspection, Opaque};
@@ -10,6 +10,7 @@ use blastwall_gate::{Gate, Refusal, Release, summarize};
 use blastwall_policy::{Action, HostName, NetAction, Policy, Resolve, Scheme, Verdict};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
+use hyper::body::Body as _;
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use rustls::ClientConfig;
@@ -18,10 +19,11 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 
+use crate::agent::{Agent, BodyLen};
 use crate::creds::{self, BoundCredential, Misuse, Plan, Scrub};
 use crate::decode::{DecodeError, decode};
 use crate::error::{Fault, ProxyError, ProxyRefusal};
-use crate::h1::{Conn, Framing, Head, ReadError, Reply, Reservation, push_header, status_line};
+use crate::h1::{Conn, Framing, Head, ReadError, Reply, Reservation};
 use crate::upstream::{self, ResolveError, Stream, Target};
 use crate::{Intercept, Limits, ProxyConfig, SessionCa};
 
@@ -31,7 +33,10 @@ pub(crate) struct Shared {
     pub(crate) policy: Arc<Policy>,
     pub(crate) creds: Vec<BoundCredential>,
     pub(crate) ca: SessionCa,
+    /// Upstream TLS offering `h2` and `http/1.1`.
     client_tls: Arc<ClientConfig>,
+    /// Upstream TLS offering `http/1.1` only (WebSocket handshakes).
+    client_tls_h1: Arc<ClientConfig>,
     resolve: Vec<Resolve>,
     limits: Limits,
     intercept: Intercept,
@@ -91,13 +96,16 @@ impl Shared {
             .map_err(|e| ProxyError::Tls(e.to_string()))?
             .with_root_certificates(roots)
             .with_no_client_auth();
-        client.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let mut client_h1 = client.clone();
+        client.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        client_h1.alpn_protocols = vec![b"http/1.1".to_vec()];
         Ok(Shared {
             gate: cfg.gate,
             policy: cfg.policy,
             creds: cfg.credentials,
             ca,
             client_tls: Arc::new(client),
+            client_tls_h1: Arc::new(client_h1),
             resolve: cfg.resolve,
             conns: Arc::new(Semaphore::new(cfg.limits.max_connections.max(1))),
             held: Arc::new(Semaphore::new(
@@ -193,8 +201,80 @@ enum Via {
 struct Upstream {
     key: (Scheme, HostName, u16),
     target: Target,
-    sender: SendRequest<Full<Bytes>>,
+    sender: Sender,
 }
+
+impl Upstream {
+    /// Another handle on an HTTP/2 connection, which carries many requests
+    /// at once; an HTTP/1.1 connection carries one and is not shared.
+    fn share(&self) -> Option<Upstream> {
+        match &self.sender {
+            Sender::H2(s) => Some(Upstream {
+                key: self.key.clone(),
+                target: self.target,
+                sender: Sender::H2(s.clone()),
+            }),
+            Sender::H1(_) => None,
+        }
+    }
+}
+
+/// The client half of an upstream connection: HTTP/2 when the upstream's
+/// TLS handshake chose it by ALPN, HTTP/1.1 otherwise.
+enum Sender {
+    H1(SendRequest<Full<Bytes>>),
+    H2(hyper::client::conn::http2::SendRequest<Full<Bytes>>),
+}
+
+impl Sender {
+    fn is_closed(&self) -> bool {
+        match self {
+            Sender::H1(s) => s.is_closed(),
+            Sender::H2(s) => s.is_closed(),
+        }
+    }
+
+    async fn ready(&mut self) -> hyper::Result<()> {
+        match self {
+            Sender::H1(s) => s.ready().await,
+            Sender::H2(s) => s.ready().await,
+        }
+    }
+
+    async fn send(
+        &mut self,
+        mut req: http::Request<Full<Bytes>>,
+        scheme: Scheme,
+    ) -> hyper::Result<http::Response<hyper::body::Incoming>> {
+        match self {
+            Sender::H1(s) => s.send_request(req).await,
+            Sender::H2(s) => {
+                // HTTP/2 names the host in `:authority`, taken from an
+                // absolute URI; `Host` would say it twice.
+                let authority = req
+                    .headers_mut()
+                    .remove(http::header::HOST)
+                    .and_then(|h| http::uri::Authority::try_from(h.as_bytes()).ok());
+                let mut parts = req.uri().clone().into_parts();
+                parts.scheme = Some(match scheme {
+                    Scheme::Http => http::uri::Scheme::HTTP,
+                    Scheme::Https => http::uri::Scheme::HTTPS,
+                });
+                parts.authority = authority;
+                if let Ok(uri) = http::Uri::from_parts(parts) {
+                    *req.uri_mut() = uri;
+                }
+                s.send_request(req).await
+            }
+        }
+    }
+}
+
+/// Streams an agent may have open at once on one HTTP/2 connection.
+const H2_MAX_STREAMS: u32 = 100;
+
+/// Idle upstream connections kept for the streams of one HTTP/2 connection.
+const H2_IDLE_UPSTREAMS: usize = 8;
 
 const HOP_BY_HOP: &[&str] = &[
     "connection",
@@ -247,7 +327,7 @@ impl Shared {
         port: u16,
         line: String,
     ) where
-        IO: AsyncRead + AsyncWrite + Unpin + Send,
+        IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let cfg = match self.ca.server_config(&host) {
             Ok(c) => c,
@@ -268,10 +348,115 @@ impl Shared {
         else {
             return;
         };
+        if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
+            self.serve_h2(tls, host, port).await;
+            return;
+        }
         let mut inner = Conn::new(tls);
         let _ = self
             .serve_requests(&mut inner, &Via::Tunnel { host, port })
             .await;
+    }
+
+    /// HTTP/2 inside an intercepted tunnel to `host:port`: every stream is
+    /// its own exchange, decided on its own, run as a task of its own so
+    /// that one held for approval does not hold up the others. Upstream
+    /// connections (HTTP/1.1, one request at a time) are kept in a small
+    /// pool of the agent connection's.
+    async fn serve_h2<IO>(self: &Arc<Self>, tls: IO, host: HostName, port: u16)
+    where
+        IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let via = Arc::new(Via::Tunnel { host, port });
+        let pool: Arc<std::sync::Mutex<Vec<Upstream>>> = Arc::default();
+        let shared = Arc::clone(self);
+        let service =
+            hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                let (s, via, pool) = (Arc::clone(&shared), Arc::clone(&via), Arc::clone(&pool));
+                tokio::spawn(async move { s.h2_stream(req, tx, &via, &pool).await });
+                async move {
+                    // The stream's task always answers; if it failed before
+                    // that, the stream gets a bare 502.
+                    Ok::<_, std::convert::Infallible>(rx.await.unwrap_or_else(|_| {
+                        let mut r = http::Response::new(crate::h2::OutBody::Empty);
+                        *r.status_mut() = http::StatusCode::BAD_GATEWAY;
+                        r
+                    }))
+                }
+            });
+        let mut builder =
+            hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new());
+        builder
+            .max_concurrent_streams(H2_MAX_STREAMS)
+            .max_header_list_size(u32::try_from(self.limits.max_head_bytes).unwrap_or(u32::MAX))
+            .max_send_buf_size(256 * 1024);
+        let _ = builder
+            .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+            .await;
+    }
+
+    /// One HTTP/2 stream, start to end.
+    async fn h2_stream(
+        self: Arc<Self>,
+        req: http::Request<hyper::body::Incoming>,
+        reply: tokio::sync::oneshot::Sender<http::Response<crate::h2::OutBody>>,
+        via: &Via,
+        pool: &std::sync::Mutex<Vec<Upstream>>,
+    ) {
+        let (parts, body) = req.into_parts();
+        let read = crate::h2::head(&parts, &body);
+        let mut stream = crate::h2::Stream::new(body, reply);
+        let (head, framing) = match read {
+            Ok(x) => x,
+            Err(e) => {
+                let (status, reason) = match e {
+                    ReadError::Refuse { status, reason } => (status, reason),
+                    ReadError::Closed | ReadError::Io(_) => (400, "a malformed request".into()),
+                };
+                let r = self.proxy_refusal(
+                    "proxy.framing",
+                    status,
+                    Fault::Agent,
+                    reason,
+                    format!("{} {} (HTTP/2)", parts.method, parts.uri),
+                    json!({}),
+                );
+                let _ = self.send_refusal(&mut stream, &r, true, false).await;
+                return;
+            }
+        };
+        if head.method == "CONNECT" {
+            let r = self.proxy_refusal(
+                "proxy.framing",
+                400,
+                Fault::Agent,
+                "CONNECT inside a tunnel".into(),
+                format!("CONNECT {} (HTTP/2)", head.target),
+                json!({}),
+            );
+            let _ = self.send_refusal(&mut stream, &r, true, false).await;
+            return;
+        }
+        let mut upstream = {
+            let mut idle = pool.lock().unwrap_or_else(PoisonError::into_inner);
+            idle.retain(|u| !u.sender.is_closed());
+            match idle.iter().find_map(Upstream::share) {
+                Some(shared) => Some(shared),
+                None => idle.pop(),
+            }
+        };
+        let _ = self
+            .exchange(&mut stream, &head, framing, via, &mut upstream)
+            .await;
+        if let Some(u) = upstream.filter(|u| !u.sender.is_closed()) {
+            let mut idle = pool.lock().unwrap_or_else(PoisonError::into_inner);
+            let known = matches!(u.sender, Sender::H2(_))
+                && idle.iter().any(|i| matches!(i.sender, Sender::H2(_)));
+            if !known && idle.len() < H2_IDLE_UPSTREAMS {
+                idle.push(u);
+            }
+        }
     }
 
     async fn serve_plain(self: &Arc<Self>, sock: TcpStream) {
@@ -345,17 +530,14 @@ impl Shared {
 
     /// One request and its response. Returns whether the connection may
     /// carry another request.
-    async fn exchange<S>(
+    async fn exchange<A: Agent>(
         self: &Arc<Self>,
-        conn: &mut Conn<S>,
+        conn: &mut A,
         head: &Head,
         framing: Framing,
         via: &Via,
         upstream: &mut Option<Upstream>,
-    ) -> bool
-    where
-        S: AsyncRead + AsyncWrite + Unpin + Send,
-    {
+    ) -> bool {
         let head_only = head.method == "HEAD";
         let line = format!("{} {}", head.method, head.target);
         // 1. The URL.
@@ -422,10 +604,7 @@ impl Shared {
             && head
                 .one("expect")
                 .is_some_and(|e| e.eq_ignore_ascii_case("100-continue"))
-            && conn
-                .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
-                .await
-                .is_err()
+            && !conn.send_continue().await
         {
             return false;
         }
@@ -629,7 +808,9 @@ impl Shared {
         // 7. Resolve, filter, connect (pinned), forward. An approved request
         // goes on a connection of its own to the address it was approved for.
         let key = (action.scheme, action.host.clone(), action.port);
+        let websocket = is_websocket(head);
         if pinned.is_some()
+            || websocket
             || upstream
                 .as_ref()
                 .is_none_or(|u| u.key != key || u.sender.is_closed())
@@ -643,7 +824,7 @@ impl Shared {
                 },
             };
             match self
-                .open_upstream(&action, target, &release, &summary)
+                .open_upstream(&action, target, &release, &summary, websocket)
                 .await
             {
                 Ok(u) => *upstream = Some(u),
@@ -653,7 +834,6 @@ impl Shared {
         let Some(up) = upstream.as_mut() else {
             return false;
         };
-        let websocket = is_websocket(head);
         if websocket && plan.bound_host {
             let r = self.after_release(
                 &release,
@@ -685,6 +865,16 @@ impl Shared {
                 http::HeaderValue::from_static("websocket"),
             );
         }
+        if matches!(up.sender, Sender::H2(_))
+            && head
+                .all("te")
+                .flat_map(|v| v.split(','))
+                .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
+        {
+            // The one `TE` HTTP/2 carries; gRPC servers insist on it.
+            req.headers_mut()
+                .insert(http::header::TE, http::HeaderValue::from_static("trailers"));
+        }
         if up.sender.ready().await.is_err() {
             *upstream = None;
             let r = self.after_release(
@@ -697,7 +887,7 @@ impl Shared {
             );
             return self.send_refusal(conn, &r, false, head_only).await;
         }
-        let resp = match up.sender.send_request(req).await {
+        let resp = match up.sender.send(req, action.scheme).await {
             Ok(r) => r,
             Err(e) => {
                 *upstream = None;
@@ -731,15 +921,12 @@ impl Shared {
     /// agent, then bytes flow both ways unchanged until either side closes.
     /// The frames are not inspected (which is why a host with a bound
     /// credential gets no WebSocket); the upgrade was decided as its GET.
-    async fn splice_websocket<S>(
+    async fn splice_websocket<A: Agent>(
         &self,
-        conn: &mut Conn<S>,
+        conn: &mut A,
         mut resp: http::Response<hyper::body::Incoming>,
         release: &Release,
-    ) -> bool
-    where
-        S: AsyncRead + AsyncWrite + Unpin + Send,
-    {
+    ) -> bool {
         let mut head = b"HTTP/1.1 101 Switching Protocols\r\n".to_vec();
         for (k, v) in resp.headers() {
             head.extend_from_slice(k.as_str().as_bytes());
@@ -759,17 +946,9 @@ impl Shared {
                 return false;
             }
         };
-        let mut up = TokioIo::new(upgraded);
-        if conn.write_all(&head).await.is_err() {
+        let Some((to_up, to_agent)) = conn.splice(head, upgraded).await else {
             return false;
-        }
-        use tokio::io::AsyncWriteExt as _;
-        let early = conn.buf.split();
-        if !early.is_empty() && up.write_all(&early).await.is_err() {
-            return false;
-        }
-        let copied = tokio::io::copy_bidirectional(&mut conn.io, &mut up).await;
-        let (to_up, to_agent) = copied.unwrap_or((0, 0));
+        };
         let _ = self.gate.outcome(
             release,
             "websocket-closed",
@@ -902,14 +1081,23 @@ impl Shared {
         hex::encode(h.finalize())
     }
 
+    /// Connects to the checked address; over TLS, HTTP/2 when the
+    /// upstream offers it, unless the request is a WebSocket handshake
+    /// (`h1_only`), whose upgrade exists only in HTTP/1.1.
     async fn open_upstream(
         &self,
         action: &NetAction,
         target: Target,
         release: &Release,
         summary: &str,
+        h1_only: bool,
     ) -> Result<Upstream, ProxyRefusal> {
-        let tls = (action.scheme == Scheme::Https).then_some(&self.client_tls);
+        let client = if h1_only {
+            &self.client_tls_h1
+        } else {
+            &self.client_tls
+        };
+        let tls = (action.scheme == Scheme::Https).then_some(client);
         let stream = upstream::connect(target, &action.host, tls, self.limits.connect_timeout)
             .await
             .map_err(|why| {
@@ -922,21 +1110,37 @@ impl Shared {
                     summary,
                 )
             })?;
-        let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        let h2 = matches!(&stream, Stream::Tls(s) if s.get_ref().1.alpn_protocol() == Some(b"h2"));
+        let failed = |e: hyper::Error| {
+            self.after_release(
+                release,
+                "proxy.upstream",
+                502,
+                Fault::Upstream,
+                format!("HTTP handshake failed: {e}"),
+                summary,
+            )
+        };
+        let sender = if h2 {
+            let (sender, connection) = hyper::client::conn::http2::handshake(
+                hyper_util::rt::TokioExecutor::new(),
+                TokioIo::new(stream),
+            )
             .await
-            .map_err(|e| {
-                self.after_release(
-                    release,
-                    "proxy.upstream",
-                    502,
-                    Fault::Upstream,
-                    format!("HTTP handshake failed: {e}"),
-                    summary,
-                )
-            })?;
-        tokio::spawn(async move {
-            let _ = connection.with_upgrades().await;
-        });
+            .map_err(failed)?;
+            tokio::spawn(async move {
+                let _ = connection.await;
+            });
+            Sender::H2(sender)
+        } else {
+            let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                .await
+                .map_err(failed)?;
+            tokio::spawn(async move {
+                let _ = connection.with_upgrades().await;
+            });
+            Sender::H1(sender)
+        };
         Ok(Upstream {
             key: (action.scheme, action.host.clone(), action.port),
             target,
@@ -1008,19 +1212,16 @@ impl Shared {
         clippy::too_many_arguments,
         reason = "one call site; a struct would only rename them"
     )]
-    async fn respond<S>(
+    async fn respond<A: Agent>(
         &self,
-        conn: &mut Conn<S>,
+        conn: &mut A,
         resp: http::Response<hyper::body::Incoming>,
         plan: &Plan,
         action: &NetAction,
         head_only: bool,
         release: &Release,
         summary: &str,
-    ) -> bool
-    where
-        S: AsyncRead + AsyncWrite + Unpin + Send,
-    {
+    ) -> bool {
         let status = resp.status().as_u16();
         let no_body = head_only || status < 200 || status == 204 || status == 304;
         let (parts, body) = resp.into_parts();
@@ -1145,73 +1346,71 @@ impl Shared {
                     }
                 }
             }
-            let mut out = status_line(status);
-            for (k, v) in &headers {
-                out.extend_from_slice(k.as_bytes());
-                out.extend_from_slice(b": ");
-                out.extend_from_slice(v);
-                out.extend_from_slice(b"\r\n");
+            let len = if no_body {
+                BodyLen::None(content_length)
+            } else {
+                BodyLen::Length(out_body.len().to_string())
+            };
+            if !conn.send_head(status, headers, len).await {
+                return false;
             }
-            if !no_body {
-                push_header(&mut out, "content-length", &out_body.len().to_string());
-            } else if let Some(cl) = &content_length {
-                push_header(&mut out, "content-length", cl);
+            if !no_body && !conn.send_data(Bytes::from(out_body)).await {
+                return false;
             }
-            out.extend_from_slice(b"\r\n");
-            if !no_body {
-                out.extend_from_slice(&out_body);
-            }
-            return conn.write_all(&out).await.is_ok();
+            return conn.finish().await;
         }
 
         // Stream.
-        let mut out = status_line(status);
-        for (k, v) in &headers {
-            out.extend_from_slice(k.as_bytes());
-            out.extend_from_slice(b": ");
-            out.extend_from_slice(v);
-            out.extend_from_slice(b"\r\n");
-        }
-        let chunked = !no_body && content_length.is_none();
-        if let Some(cl) = &content_length {
-            push_header(&mut out, "content-length", cl);
-        } else if chunked {
-            push_header(&mut out, "transfer-encoding", "chunked");
-        }
-        out.extend_from_slice(b"\r\n");
-        if conn.write_all(&out).await.is_err() {
+        let len = match content_length {
+            _ if no_body => BodyLen::None(content_length),
+            Some(cl) => BodyLen::Length(cl),
+            None => BodyLen::Unknown,
+        };
+        if !conn.send_head(status, headers, len).await {
             return false;
         }
         if no_body {
-            return true;
+            return conn.finish().await;
         }
         let mut body = body;
-        while let Some(frame) = body.frame().await {
+        // A piece of the body that is already here leaves with the head;
+        // otherwise the head goes now, without waiting for the body.
+        let mut next = std::future::poll_fn(|cx| {
+            Poll::Ready(match Pin::new(&mut body).poll_frame(cx) {
+                Poll::Ready(f) => Some(f),
+                Poll::Pending => None,
+            })
+        })
+        .await;
+        loop {
+            let frame = match next.take() {
+                Some(f) => f,
+                None => {
+                    if !conn.send_data(Bytes::new()).await {
+                        return false;
+                    }
+                    body.frame().await
+                }
+            };
+            let Some(frame) = frame else {
+                break;
+            };
             let Ok(frame) = frame else {
                 return false;
             };
-            let Ok(data) = frame.into_data() else {
-                continue; // trailers are dropped
+            let sent = match frame.into_data() {
+                Ok(data) => conn.send_data(data).await,
+                Err(frame) => match frame.into_trailers() {
+                    Ok(t) => conn.send_trailers(t).await,
+                    Err(_) => true,
+                },
             };
-            if data.is_empty() {
-                continue;
-            }
-            let ok = if chunked {
-                let mut c = format!("{:x}\r\n", data.len()).into_bytes();
-                c.extend_from_slice(&data);
-                c.extend_from_slice(b"\r\n");
-                conn.write_all(&c).await
-            } else {
-                conn.write_all(&data).await
-            };
-            if ok.is_err() {
+            if !sent {
                 return false;
             }
+            next = Some(body.frame().await);
         }
-        if chunked && conn.write_all(b"0\r\n\r\n").await.is_err() {
-            return false;
-        }
-        true
+        conn.finish().await
     }
 
     /// CONNECT: intercept (terminate TLS with the session CA) or pass through.
@@ -1450,35 +1649,20 @@ impl Shared {
     /// Writes the gate's refusal; a refused `git push` gets it in git's own
     /// report (each ref `ng` with the reason, the whole refusal as `remote:`
     /// lines), so the agent reads why instead of "unexpected disconnect".
-    async fn send_push_aware<S>(
+    async fn send_push_aware<A: Agent>(
         &self,
-        conn: &mut Conn<S>,
+        conn: &mut A,
         r: &Refusal,
         action: &NetAction,
         caps: &[String],
         head_only: bool,
-    ) -> bool
-    where
-        S: AsyncRead + AsyncWrite + Unpin + Send,
-    {
+    ) -> bool {
         if let Some(blastwall_policy::GitPush::Updates { updates }) = &action.git_push
             && let Some(reply) = push_report(r, updates, caps)
         {
-            return conn
-                .write_all(&reply.to_bytes(false, head_only))
-                .await
-                .is_ok();
+            return conn.send_reply(&reply, false, head_only).await;
         }
-        self.send_gate_refusal(conn, r, head_only).await
-    }
-
-    /// Writes the gate's refusal; returns whether the connection may go on.
-    async fn send_gate_refusal<S>(&self, conn: &mut Conn<S>, r: &Refusal, head_only: bool) -> bool
-    where
-        S: AsyncRead + AsyncWrite + Unpin + Send,
-    {
-        let bytes = refusal_reply(r).to_bytes(false, head_only);
-        conn.write_all(&bytes).await.is_ok()
+        conn.send_reply(&refusal_reply(r), false, head_only).await
     }
 
     fn misuse(&self, m: Misuse, summary: String) -> ProxyRefusal {
@@ -1506,22 +1690,15 @@ impl Shared {
     }
 
     /// Writes a refusal; returns whether the connection may go on.
-    async fn send_refusal<S>(
+    async fn send_refusal<A: Agent>(
         &self,
-        conn: &mut Conn<S>,
+        conn: &mut A,
         r: &ProxyRefusal,
         close: bool,
         head_only: bool,
-    ) -> bool
-    where
-        S: AsyncRead + AsyncWrite + Unpin + Send,
-    {
+    ) -> bool {
         let reply = Reply::text(r.status, r.request_id, r.to_string());
-        let ok = conn
-            .write_all(&reply.to_bytes(close, head_only))
-            .await
-            .is_ok();
-        ok && !close
+        conn.send_reply(&reply, close, head_only).await && !close
     }
 }
 

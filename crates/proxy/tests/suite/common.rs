@@ -25,6 +25,8 @@ pub const REAL_RAILWAY: &str = "real-railway-token-0a1b2c3d4e5f";
 #[derive(Debug, Clone)]
 pub struct Seen {
     pub host: String,
+    /// `HTTP/1.1` or `HTTP/2.0`.
+    pub version: String,
     pub method: String,
     pub path: String,
     pub headers: Vec<(String, String)>,
@@ -51,6 +53,8 @@ pub struct Harness {
     pub seen: Arc<Mutex<Vec<Seen>>>,
     pub env: Vec<(String, String)>,
     pub plain_port: u16,
+    /// Where held asks wait, when the harness holds them.
+    pub approvals: Option<Arc<blastwall_gate::SqliteStore>>,
 }
 
 const RULES: &str = r#"
@@ -93,6 +97,11 @@ graphql = { type = "mutation" }
 verdict = "ask"
 reason = "a Railway mutation outside custom domains can destroy production data"
 
+[[network.rule]]
+host = "grpc.test"
+verdict = "allow"
+reason = "an upstream that speaks HTTP/2"
+
 [[credential]]
 name = "echo"
 env = "ECHO_TOKEN"
@@ -123,6 +132,7 @@ fn upstream_tls(dir: &std::path::Path) -> (PathBuf, Arc<rustls::ServerConfig>) {
         "echo.test".to_owned(),
         "other.test".to_owned(),
         "backboard.railway.app".to_owned(),
+        "grpc.test".to_owned(),
     ])
     .unwrap()
     .signed_by(&leaf_key, &issuer)
@@ -139,6 +149,55 @@ fn upstream_tls(dir: &std::path::Path) -> (PathBuf, Arc<rustls::ServerConfig>) {
     .with_single_cert(vec![leaf.der().clone()], key)
     .unwrap();
     (path, Arc::new(cfg))
+}
+
+/// The upstream speaks HTTP/2 (ALPN `h2`) to a client that names
+/// `grpc.test`, and ends each answer with gRPC's trailer; HTTP/1.1 otherwise.
+const H2_UPSTREAM: &str = "grpc.test";
+
+async fn serve_tls(
+    sock: tokio::net::TcpStream,
+    cfg: Arc<rustls::ServerConfig>,
+    seen: Arc<Mutex<Vec<Seen>>>,
+) {
+    let acceptor = tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), sock);
+    let Ok(start) = acceptor.await else {
+        return;
+    };
+    let h2 = start.client_hello().server_name() == Some(H2_UPSTREAM);
+    let cfg = if h2 {
+        let mut c = (*cfg).clone();
+        c.alpn_protocols = vec![b"h2".to_vec()];
+        Arc::new(c)
+    } else {
+        cfg
+    };
+    let Ok(s) = start.into_stream(cfg).await else {
+        return;
+    };
+    if h2 {
+        let svc = service_fn(move |r| {
+            let seen = Arc::clone(&seen);
+            async move {
+                let resp = echo(r, seen).await?;
+                Ok::<_, hyper::Error>(resp.map(|b| {
+                    b.with_trailers(async {
+                        let mut t = http::HeaderMap::new();
+                        t.insert("grpc-status", http::HeaderValue::from_static("0"));
+                        Some(Ok(t))
+                    })
+                }))
+            }
+        });
+        let _ = hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+            .serve_connection(TokioIo::new(s), svc)
+            .await;
+    } else {
+        let svc = service_fn(move |r| echo(r, Arc::clone(&seen)));
+        let _ = hyper::server::conn::http1::Builder::new()
+            .serve_connection(TokioIo::new(s), svc)
+            .await;
+    }
 }
 
 async fn echo(
@@ -168,11 +227,17 @@ async fn echo(
             )
         })
         .collect();
+    // HTTP/2 names the host in `:authority`.
     let host = parts
         .headers
         .get("host")
         .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        .or_else(|| parts.uri.authority().map(|a| a.to_string()))
         .unwrap_or_default();
+    let path = parts
+        .uri
+        .path_and_query()
+        .map_or_else(String::new, |p| p.to_string());
     let auth = parts
         .headers
         .get("authorization")
@@ -181,8 +246,9 @@ async fn echo(
     let token = auth.strip_prefix("Bearer ").unwrap_or(&auth).to_owned();
     seen.lock().unwrap().push(Seen {
         host,
+        version: format!("{:?}", parts.version),
         method: parts.method.to_string(),
-        path: parts.uri.to_string(),
+        path: path.clone(),
         headers: headers.clone(),
         body: body.clone(),
     });
@@ -190,7 +256,7 @@ async fn echo(
     let b64 = base64::engine::general_purpose::STANDARD.encode(&token);
     let echoed = serde_json::json!({
         "method": parts.method.to_string(),
-        "path": parts.uri.to_string(),
+        "path": path,
         "headers": headers.iter().map(|(k, v)| format!("{k}: {v}")).collect::<Vec<_>>(),
         "body": body,
         "token_b64": b64,
@@ -222,17 +288,10 @@ async fn serve_upstream(
         let seen = Arc::clone(&seen);
         let tls = tls.clone();
         tokio::spawn(async move {
-            let svc = service_fn(move |r| echo(r, Arc::clone(&seen)));
             match tls {
-                Some(cfg) => {
-                    let Ok(s) = tokio_rustls::TlsAcceptor::from(cfg).accept(sock).await else {
-                        return;
-                    };
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(s), svc)
-                        .await;
-                }
+                Some(cfg) => serve_tls(sock, cfg, seen).await,
                 None => {
+                    let svc = service_fn(move |r| echo(r, Arc::clone(&seen)));
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(TokioIo::new(sock), svc)
                         .await;
@@ -263,6 +322,21 @@ impl Harness {
         intercept: Option<&[&str]>,
         limits: blastwall_proxy::Limits,
     ) -> Harness {
+        Harness::build(extra, intercept, limits, false)
+    }
+
+    /// Asks are held for a person (an in-memory approval store, 30 s
+    /// timeout) instead of refused.
+    pub fn with_approvals(extra: &str) -> Harness {
+        Harness::build(extra, None, blastwall_proxy::Limits::default(), true)
+    }
+
+    fn build(
+        extra: &str,
+        intercept: Option<&[&str]>,
+        limits: blastwall_proxy::Limits,
+        hold: bool,
+    ) -> Harness {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -283,7 +357,7 @@ impl Harness {
             ports
         });
         let manifest = format!(
-            "version = 1\n[network]\ndefault = \"deny\"\nupstream_ca = [\"{ca}\"]\n\n[network.resolve]\n\"echo.test:80\" = \"127.0.0.1:{plain_port}\"\n\"echo.test:443\" = \"127.0.0.1:{tls_port}\"\n\"other.test:443\" = \"127.0.0.1:{tls_port}\"\n\"other.test:80\" = \"127.0.0.1:{plain_port}\"\n\"backboard.railway.app:443\" = \"127.0.0.1:{tls_port}\"\n{}\n{RULES}",
+            "version = 1\n[network]\ndefault = \"deny\"\nupstream_ca = [\"{ca}\"]\n\n[network.resolve]\n\"echo.test:80\" = \"127.0.0.1:{plain_port}\"\n\"echo.test:443\" = \"127.0.0.1:{tls_port}\"\n\"other.test:443\" = \"127.0.0.1:{tls_port}\"\n\"other.test:80\" = \"127.0.0.1:{plain_port}\"\n\"backboard.railway.app:443\" = \"127.0.0.1:{tls_port}\"\n\"grpc.test:443\" = \"127.0.0.1:{tls_port}\"\n{}\n{RULES}",
             extra.replace("{plain}", &plain_port.to_string()),
             ca = ca_path.display(),
         );
@@ -299,7 +373,21 @@ impl Harness {
         let policy = Arc::new(loaded.policy);
         let audit = dir.path().join("audit.jsonl");
         let log = AuditLog::create(&audit, "s1", FsyncPolicy::Batch).unwrap();
-        let gate = Arc::new(Gate::new(Arc::clone(&policy), log));
+        let gate = Gate::new(Arc::clone(&policy), log);
+        let (gate, approvals) = if hold {
+            let store = Arc::new(blastwall_gate::SqliteStore::in_memory().unwrap());
+            let cfg = blastwall_gate::ApprovalConfig {
+                timeout: std::time::Duration::from_secs(30),
+                poll: std::time::Duration::from_millis(20),
+                ..blastwall_gate::ApprovalConfig::default()
+            };
+            let dyn_store: Arc<dyn blastwall_gate::ApprovalStore> = store.clone();
+            let queue = blastwall_gate::Queue::new(dyn_store, "s1", cfg);
+            (gate.with_approvals(queue), Some(store))
+        } else {
+            (gate, None)
+        };
+        let gate = Arc::new(gate);
         gate.start(serde_json::json!({})).unwrap();
         let creds = policy
             .settings()
@@ -347,6 +435,7 @@ impl Harness {
             seen,
             env,
             plain_port,
+            approvals,
         }
     }
 
@@ -458,11 +547,22 @@ except urllib.error.HTTPError as e:
 }
 
 fn status_of(text: &str) -> u16 {
-    // The last status line (after any 100 Continue / CONNECT 200).
-    text.rmatch_indices("HTTP/1.")
-        .filter_map(|(i, _)| text.get(i + 9..i + 12)?.parse().ok())
-        .find(|s| *s != 100)
-        .unwrap_or(0)
+    // The last status line (after any 100 Continue / CONNECT 200), on
+    // HTTP/1.x (`HTTP/1.1 200 OK`) or HTTP/2 (`HTTP/2 200`).
+    let mut last = 0;
+    for line in text.lines() {
+        let code = if let Some(rest) = line.strip_prefix("HTTP/1.") {
+            rest.get(2..5)
+        } else if let Some(rest) = line.strip_prefix("HTTP/2 ") {
+            rest.get(..3)
+        } else {
+            None
+        };
+        if let Some(c) = code.and_then(|c| c.parse().ok()).filter(|c| *c != 100) {
+            last = c;
+        }
+    }
+    last
 }
 
 /// The status of the response to the request itself (not the CONNECT's 200).

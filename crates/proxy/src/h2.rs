@@ -1,0 +1,295 @@
+//! The agent's side of HTTP/2, inside an intercepted TLS connection that
+//! negotiated `h2` by ALPN. hyper's server (on the `h2` crate) does the
+//! framing, HPACK and flow control, and refuses what HTTP/2 calls
+//! malformed: connection-specific headers (`Connection`, `Upgrade`,
+//! `Transfer-Encoding`, …), a `Content-Length` the DATA frames do not
+//! match, pseudo-headers out of place. Each stream becomes a [`Head`] and
+//! is decided on its own, exactly like an HTTP/1.1 request.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body_util::BodyExt as _;
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::agent::{Agent, BodyLen};
+use crate::h1::{Framing, Head, ReadError, Reply, Reservation, refuse};
+
+/// A response body sent to the agent over HTTP/2.
+#[derive(Debug)]
+pub(crate) enum OutBody {
+    /// Nothing (a `HEAD`, a 204, …).
+    Empty,
+    /// A whole body the proxy already holds.
+    Full(Option<Bytes>),
+    /// Frames the exchange hands over as the upstream sends them.
+    Chan(mpsc::Receiver<Frame<Bytes>>),
+}
+
+impl Body for OutBody {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        match self.get_mut() {
+            OutBody::Empty => Poll::Ready(None),
+            OutBody::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
+            OutBody::Chan(rx) => rx.poll_recv(cx).map(|f| f.map(Ok)),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            OutBody::Empty => true,
+            OutBody::Full(b) => b.is_none(),
+            OutBody::Chan(_) => false,
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            OutBody::Empty => SizeHint::with_exact(0),
+            OutBody::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
+            OutBody::Chan(_) => SizeHint::default(),
+        }
+    }
+}
+
+/// One HTTP/2 stream: its request body, and the way back for the answer.
+#[derive(Debug)]
+pub(crate) struct Stream {
+    body: Option<Incoming>,
+    reply: Option<oneshot::Sender<http::Response<OutBody>>>,
+    data: Option<mpsc::Sender<Frame<Bytes>>>,
+}
+
+impl Stream {
+    pub(crate) fn new(body: Incoming, reply: oneshot::Sender<http::Response<OutBody>>) -> Stream {
+        Stream {
+            body: Some(body),
+            reply: Some(reply),
+            data: None,
+        }
+    }
+
+    fn respond(&mut self, resp: http::Response<OutBody>) -> bool {
+        self.reply.take().is_some_and(|tx| tx.send(resp).is_ok())
+    }
+}
+
+/// The stream's request as the decision path reads it: the method, the
+/// target as a path (`:path`), the headers in order, and `Host` from
+/// `:authority` (which must agree with a `Host` header if both are sent).
+/// Also how its body is framed.
+pub(crate) fn head(
+    parts: &http::request::Parts,
+    body: &Incoming,
+) -> Result<(Head, Framing), ReadError> {
+    let target = if parts.method == http::Method::CONNECT {
+        parts
+            .uri
+            .authority()
+            .map_or_else(String::new, |a| a.as_str().to_owned())
+    } else {
+        parts
+            .uri
+            .path_and_query()
+            .map_or_else(String::new, |p| p.as_str().to_owned())
+    };
+    let mut headers = Vec::with_capacity(parts.headers.len() + 1);
+    for (k, v) in &parts.headers {
+        let v = v
+            .to_str()
+            .map_err(|_| refuse(400, format!("header `{k}` is not visible ASCII")))?;
+        headers.push((k.as_str().to_owned(), v.to_owned()));
+    }
+    let h = Head {
+        method: parts.method.as_str().to_owned(),
+        target,
+        minor: 1,
+        headers,
+    };
+    if h.all("host").count() > 1 {
+        return Err(refuse(400, "duplicate Host header"));
+    }
+    let mut h = h;
+    if let Some(a) = parts.uri.authority() {
+        match h.one("host") {
+            Some(host) if !host.trim().eq_ignore_ascii_case(a.as_str()) => {
+                return Err(refuse(
+                    400,
+                    format!("`:authority` {a} and the Host header `{host}` differ"),
+                ));
+            }
+            Some(_) => {}
+            None => h.headers.push(("host".to_owned(), a.as_str().to_owned())),
+        }
+    }
+    let cl: Vec<&str> = h.all("content-length").collect();
+    let framing = if body.is_end_stream() {
+        Framing::None
+    } else if let [v] = cl.as_slice() {
+        match v.parse::<u64>() {
+            Ok(0) => Framing::None,
+            Ok(n) => Framing::Length(n),
+            Err(_) => return Err(refuse(400, format!("bad Content-Length `{v}`"))),
+        }
+    } else if cl.is_empty() {
+        Framing::Chunked
+    } else {
+        return Err(refuse(400, "repeated Content-Length header"));
+    };
+    Ok((h, framing))
+}
+
+fn response(status: u16, headers: &[(String, Vec<u8>)], body: OutBody) -> http::Response<OutBody> {
+    let mut resp = http::Response::new(body);
+    *resp.status_mut() =
+        http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::BAD_GATEWAY);
+    let map = resp.headers_mut();
+    for (k, v) in headers {
+        let (Ok(k), Ok(v)) = (
+            http::HeaderName::from_bytes(k.as_bytes()),
+            http::HeaderValue::from_bytes(v),
+        ) else {
+            continue;
+        };
+        map.append(k, v);
+    }
+    resp
+}
+
+impl Agent for Stream {
+    async fn send_continue(&mut self) -> bool {
+        // hyper answers `Expect: 100-continue` itself when the body is read.
+        true
+    }
+
+    async fn read_body(
+        &mut self,
+        framing: Framing,
+        max: usize,
+        held: &mut Reservation,
+    ) -> Result<Vec<u8>, ReadError> {
+        let Some(mut body) = self.body.take() else {
+            return Ok(Vec::new());
+        };
+        if framing == Framing::None {
+            return Ok(Vec::new());
+        }
+        if let Framing::Length(n) = framing {
+            let n = usize::try_from(n).unwrap_or(usize::MAX);
+            if n > max {
+                return Err(refuse(
+                    413,
+                    format!("request body of {n} bytes is past the proxy's bound of {max}"),
+                ));
+            }
+        }
+        let mut out = Vec::new();
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| ReadError::Io(std::io::Error::other(e)))?;
+            // Trailers are read and dropped, as on HTTP/1.1.
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            if out.len().saturating_add(data.len()) > max {
+                return Err(refuse(
+                    413,
+                    format!("request body is past the proxy's bound of {max} bytes"),
+                ));
+            }
+            held.grow(data.len()).await?;
+            out.extend_from_slice(&data);
+        }
+        Ok(out)
+    }
+
+    async fn wait_closed(&mut self, _max: usize) {
+        // The stream's task is dropped when the agent resets the stream or
+        // the connection ends, which closes the answer's channel.
+        match &mut self.reply {
+            Some(tx) => tx.closed().await,
+            None => std::future::pending().await,
+        }
+    }
+
+    async fn send_reply(&mut self, reply: &Reply, _close: bool, head_only: bool) -> bool {
+        let mut headers: Vec<(String, Vec<u8>)> = reply
+            .headers
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone().into_bytes()))
+            .collect();
+        headers.push(("content-length".into(), reply.body.len().to_string().into()));
+        let body = if head_only || reply.body.is_empty() {
+            OutBody::Empty
+        } else {
+            OutBody::Full(Some(Bytes::from(reply.body.clone())))
+        };
+        self.respond(response(reply.status, &headers, body))
+    }
+
+    async fn send_head(
+        &mut self,
+        status: u16,
+        mut headers: Vec<(String, Vec<u8>)>,
+        len: BodyLen,
+    ) -> bool {
+        match len {
+            BodyLen::None(cl) => {
+                if let Some(cl) = cl {
+                    headers.push(("content-length".into(), cl.into_bytes()));
+                }
+                self.respond(response(status, &headers, OutBody::Empty))
+            }
+            BodyLen::Length(cl) => {
+                headers.push(("content-length".into(), cl.into_bytes()));
+                self.stream_head(status, &headers)
+            }
+            BodyLen::Unknown => self.stream_head(status, &headers),
+        }
+    }
+
+    async fn send_data(&mut self, data: Bytes) -> bool {
+        if data.is_empty() {
+            return true;
+        }
+        match &self.data {
+            Some(tx) => tx.send(Frame::data(data)).await.is_ok(),
+            None => false,
+        }
+    }
+
+    async fn send_trailers(&mut self, trailers: http::HeaderMap) -> bool {
+        match &self.data {
+            Some(tx) => tx.send(Frame::trailers(trailers)).await.is_ok(),
+            None => false,
+        }
+    }
+
+    async fn finish(&mut self) -> bool {
+        self.data.take();
+        true
+    }
+
+    async fn splice(
+        &mut self,
+        _head: Vec<u8>,
+        _up: hyper::upgrade::Upgraded,
+    ) -> Option<(u64, u64)> {
+        None
+    }
+}
+
+impl Stream {
+    fn stream_head(&mut self, status: u16, headers: &[(String, Vec<u8>)]) -> bool {
+        let (tx, rx) = mpsc::channel(4);
+        self.data = Some(tx);
+        self.respond(response(status, headers, OutBody::Chan(rx)))
+    }
+}
