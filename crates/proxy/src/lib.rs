@@ -1,6 +1,7 @@
 //! `blastwall-proxy` is the one way out of the wall for the network (I2,
 //! steps 2 and 3 of the playbook): an HTTP/1.1 proxy for absolute-form
-//! requests and `CONNECT`, which terminates TLS with a per-session CA,
+//! requests and `CONNECT`, which terminates TLS with a per-session CA
+//! (and speaks HTTP/2 inside when the agent's client offers it),
 //! turns every request into a [`blastwall_policy::NetAction`] and asks the
 //! [`blastwall_gate::Gate`] (decide, record write-ahead, release or
 //! refuse), swaps credential placeholders for real values only where the
@@ -25,8 +26,12 @@
 //! 1. **Read** the head with `httparse`; refuse obs-fold, bare LF, duplicate
 //!    `Host`, `Content-Length` with `Transfer-Encoding`, repeated
 //!    `Content-Length`, codings other than a lone `chunked`, `Upgrade: h2c`.
-//!    Read the body whole up to [`Limits::max_request_body`]; the bytes
-//!    forwarded are exactly these bytes.
+//!    On HTTP/2 (ALPN `h2` inside an intercepted tunnel) hyper's server
+//!    reads each stream and refuses what HTTP/2 calls malformed; the
+//!    stream becomes the same head, with `Host` from `:authority` (the two
+//!    must agree when both are sent). Read the body whole up to
+//!    [`Limits::max_request_body`]; the bytes forwarded are exactly these
+//!    bytes.
 //! 2. **Inspect**: decode `Content-Encoding` (gzip, deflate, br) up to
 //!    `graphql::MAX_BODY` for the GraphQL and git inspection; a body that
 //!    cannot be decoded or is past the bound is opaque, which gives it the
@@ -66,6 +71,19 @@
 //! The CONNECT target, the TLS SNI and every inner request's `Host` must
 //! name the same host, or the connection is refused.
 //!
+//! # HTTP/2
+//!
+//! The session CA's TLS offers `h2` before `http/1.1`. On `h2`, every
+//! stream runs as a task of its own through the same exchange as an
+//! HTTP/1.1 request (the `agent` module's trait hides the protocol), so
+//! a stream held for approval holds up no other, and one the agent resets
+//! is abandoned. Upstream TLS offers `h2` too (not for a WebSocket
+//! handshake); an HTTP/2 upstream connection is shared by the streams of
+//! one agent connection, HTTP/1.1 ones are pooled (up to 8 idle), and the
+//! upstream's trailers reach an HTTP/2 agent. At most 100 streams at once
+//! per connection; a connection with none in flight for
+//! [`Limits::idle_timeout`] is closed.
+//!
 //! # Approvals, WebSockets, programs that ignore the proxy
 //!
 //! An `ask` is held: the address is resolved first, the approval binds to
@@ -80,7 +98,9 @@
 //!
 //! # Not yet
 //!
-//! HTTP/2 (ALPN offers only `http/1.1`); `h2c` is refused outright;
+//! `h2c` is refused outright (by upgrade, and by prior knowledge, whose
+//! preface is not an HTTP/1.1 request); WebSockets over HTTP/2 (RFC 8441's
+//! extended CONNECT is not offered, so clients use HTTP/1.1 for them);
 //! streaming of request bodies (each body is held whole up to
 //! [`Limits::max_request_body`], so the proxy holds at most
 //! `max_connections` × that); a request body in a coding other than gzip,

@@ -219,6 +219,59 @@ impl Upstream {
     }
 }
 
+/// The streams in flight on one HTTP/2 connection, and since when none is.
+#[derive(Debug)]
+struct Activity {
+    open: std::sync::atomic::AtomicUsize,
+    since: std::sync::Mutex<std::time::Instant>,
+}
+
+impl Default for Activity {
+    fn default() -> Self {
+        Activity {
+            open: std::sync::atomic::AtomicUsize::new(0),
+            since: std::sync::Mutex::new(std::time::Instant::now()),
+        }
+    }
+}
+
+/// A stream in flight: counted until dropped.
+struct OpenStream(Arc<Activity>);
+
+impl Drop for OpenStream {
+    fn drop(&mut self) {
+        *self.0.since.lock().unwrap_or_else(PoisonError::into_inner) = std::time::Instant::now();
+        self.0
+            .open
+            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
+}
+
+impl Activity {
+    fn open(this: &Arc<Activity>) -> OpenStream {
+        this.open.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        OpenStream(Arc::clone(this))
+    }
+
+    fn idle_since(&self) -> std::time::Instant {
+        *self.since.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// When the connection may next have been idle for `d`.
+    fn next_check(&self, d: std::time::Duration) -> std::time::Instant {
+        if self.open.load(std::sync::atomic::Ordering::Acquire) > 0 {
+            std::time::Instant::now() + d
+        } else {
+            self.idle_since() + d
+        }
+    }
+
+    fn is_idle_for(&self, d: std::time::Duration) -> bool {
+        self.open.load(std::sync::atomic::Ordering::Acquire) == 0
+            && self.idle_since().elapsed() >= d
+    }
+}
+
 /// The client half of an upstream connection: HTTP/2 when the upstream's
 /// TLS handshake chose it by ALPN, HTTP/1.1 otherwise.
 enum Sender {
@@ -369,12 +422,18 @@ impl Shared {
     {
         let via = Arc::new(Via::Tunnel { host, port });
         let pool: Arc<std::sync::Mutex<Vec<Upstream>>> = Arc::default();
+        let activity = Arc::new(Activity::default());
         let shared = Arc::clone(self);
+        let streams = Arc::clone(&activity);
         let service =
             hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
                 let (tx, rx) = tokio::sync::oneshot::channel();
                 let (s, via, pool) = (Arc::clone(&shared), Arc::clone(&via), Arc::clone(&pool));
-                tokio::spawn(async move { s.h2_stream(req, tx, &via, &pool).await });
+                let open = Activity::open(&streams);
+                tokio::spawn(async move {
+                    s.h2_stream(req, tx, &via, &pool).await;
+                    drop(open);
+                });
                 async move {
                     // The stream's task always answers; if it failed before
                     // that, the stream gets a bare 502.
@@ -391,9 +450,24 @@ impl Shared {
             .max_concurrent_streams(H2_MAX_STREAMS)
             .max_header_list_size(u32::try_from(self.limits.max_head_bytes).unwrap_or(u32::MAX))
             .max_send_buf_size(256 * 1024);
-        let _ = builder
-            .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
-            .await;
+        let conn = builder.serve_connection(hyper_util::rt::TokioIo::new(tls), service);
+        tokio::pin!(conn);
+        // As on HTTP/1.1, a connection with nothing in flight for the idle
+        // timeout is closed (GOAWAY, then the streams already open finish).
+        let idle = self.limits.idle_timeout;
+        loop {
+            let wake = activity.next_check(idle);
+            tokio::select! {
+                _ = conn.as_mut() => return,
+                () = tokio::time::sleep_until(wake.into()) => {
+                    if activity.is_idle_for(idle) {
+                        conn.as_mut().graceful_shutdown();
+                        let _ = conn.await;
+                        return;
+                    }
+                }
+            }
+        }
     }
 
     /// One HTTP/2 stream, start to end.

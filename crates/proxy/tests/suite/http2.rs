@@ -447,3 +447,29 @@ fn a_held_stream_holds_up_no_other_and_a_cancelled_one_is_abandoned() {
         paths
     );
 }
+
+#[test]
+fn an_idle_http2_connection_is_closed_like_an_http1_one() {
+    let limits = blastwall_proxy::Limits {
+        idle_timeout: std::time::Duration::from_millis(300),
+        ..blastwall_proxy::Limits::default()
+    };
+    let h = Harness::with_limits("", None, limits);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut c = h2_client(&h, "echo.test").await;
+        let req = http::Request::get("https://echo.test/once")
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        assert_eq!(200, send(&mut c, req).await.0);
+        let start = std::time::Instant::now();
+        while !c.is_closed() {
+            assert!(start.elapsed().as_secs() < 5, "still open after 5 s");
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        assert!(start.elapsed().as_millis() >= 200, "{:?}", start.elapsed());
+    });
+}
