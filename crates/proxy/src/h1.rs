@@ -321,9 +321,20 @@ fn parse_head(bytes: &[u8], limits: &Limits) -> Result<(Head, Framing), ReadErro
     {
         return Err(refuse(400, "bare LF in the request head"));
     }
-    let mut storage = vec![httparse::EMPTY_HEADER; limits.max_headers];
-    let mut req = httparse::Request::new(&mut storage);
-    match req.parse(bytes) {
+    // Most heads fit the stack's 32 slots; a table of `max_headers` is
+    // allocated only for a head with more (a 4 KiB allocation on every
+    // request made malloc consolidate its free lists each time).
+    let mut large: Vec<httparse::Header<'_>>;
+    let mut small = [httparse::EMPTY_HEADER; 32];
+    let n = limits.max_headers.min(small.len());
+    let mut req = httparse::Request::new(small.get_mut(..n).unwrap_or_default());
+    let mut parsed = req.parse(bytes);
+    if matches!(parsed, Err(httparse::Error::TooManyHeaders)) && limits.max_headers > n {
+        large = vec![httparse::EMPTY_HEADER; limits.max_headers];
+        req = httparse::Request::new(&mut large);
+        parsed = req.parse(bytes);
+    }
+    match parsed {
         Ok(httparse::Status::Complete(_)) => {}
         Ok(httparse::Status::Partial) => return Err(refuse(400, "incomplete request head")),
         Err(httparse::Error::TooManyHeaders) => {

@@ -185,3 +185,27 @@ fn the_bytes_held_across_connections_are_bounded() {
     let paths: Vec<String> = h.seen().into_iter().map(|s| s.path).collect();
     assert_eq!(vec!["/small".to_owned()], paths);
 }
+
+#[test]
+fn a_head_with_many_headers_is_read_up_to_the_limit_and_refused_past_it() {
+    let h = Harness::start();
+    let head = |n: usize| {
+        let mut r = String::from(
+            "GET http://other.test/many HTTP/1.1\r\nHost: other.test\r\nConnection: close\r\n",
+        );
+        for i in 0..n {
+            r.push_str(&format!("X-H{i}: {i}\r\n"));
+        }
+        r.push_str("\r\n");
+        r
+    };
+    // 60 headers: past the 32 read without allocating, within the 128 allowed.
+    let out = h.raw(head(60).as_bytes());
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    let out = h.raw(head(200).as_bytes());
+    assert!(out.starts_with("HTTP/1.1 431"), "{out}");
+    assert!(out.contains("too many request headers"), "{out}");
+    let seen = h.seen();
+    assert_eq!(1, seen.len());
+    assert_eq!(Some("59"), seen[0].header("x-h59"));
+}
