@@ -754,7 +754,12 @@ impl Shared {
         {
             action.graphql = Some(Inspection::Opaque { reason });
         }
-        let summary = summarize(&Action::Net(action.clone()));
+        // One owned action for the gate; `action` reads it from here on.
+        let act = Action::Net(action);
+        let Action::Net(action) = &act else {
+            return false;
+        };
+        let summary = summarize(&act);
         // A git push's capabilities, from the decoded body (git gzips
         // bodies over 1 KiB): a refusal is answered in git's terms.
         let push_caps: Vec<String> = if action.git_push.is_some() {
@@ -822,11 +827,10 @@ impl Shared {
         // 6. Decide (write-ahead; durable first when it has side effects).
         // A WebSocket opens a channel nothing inspects: as durable first as
         // any write.
-        let side_effects = blastwall_gate::side_effects(&Action::Net(action.clone()))
-            || plan.injects()
-            || is_websocket(head);
+        let side_effects =
+            blastwall_gate::side_effects(&act) || plan.injects() || is_websocket(head);
         let mut pinned: Option<Target> = None;
-        let release = match self.check(Action::Net(action.clone()), side_effects).await {
+        let release = match self.check(&act, side_effects).await {
             Ok(r) => r,
             Err(refusal) if refusal.verdict == Verdict::Ask && refusal.approval.is_some() => {
                 // 6a. Held for a person: the approval binds to the request
@@ -838,7 +842,7 @@ impl Shared {
                 };
                 let digest = self.approval_digest(head, &action, &plan, &raw, target.addr);
                 let gate = Arc::clone(&self.gate);
-                let (r2, a2) = (refusal.clone(), Action::Net(action.clone()));
+                let (r2, a2) = (refusal.clone(), act.clone());
                 let held = tokio::task::spawn_blocking(move || gate.hold(&r2, &a2, &digest)).await;
                 let approval = match held {
                     Ok(Ok(a)) => a,
@@ -1031,9 +1035,12 @@ impl Shared {
         false
     }
 
-    async fn check(&self, action: Action, side_effects: bool) -> Result<Release, Box<Refusal>> {
+    /// Decides `action`; with side effects the decision is made durable on
+    /// the blocking pool, off the async workers.
+    async fn check(&self, action: &Action, side_effects: bool) -> Result<Release, Box<Refusal>> {
         if side_effects {
             let gate = Arc::clone(&self.gate);
+            let action = action.clone();
             match tokio::task::spawn_blocking(move || gate.check_with(&action, true)).await {
                 Ok(r) => r,
                 Err(_) => Err(Box::new(Refusal {
@@ -1053,7 +1060,7 @@ impl Shared {
                 })),
             }
         } else {
-            self.gate.check_with(&action, false)
+            self.gate.check_with(action, false)
         }
     }
 
@@ -1573,7 +1580,7 @@ impl Shared {
             }
         };
         let summary = line.clone();
-        let release = match self.check(Action::Net(action.clone()), false).await {
+        let release = match self.check(&Action::Net(action), false).await {
             Ok(r) => r,
             Err(refusal) => {
                 let _ = conn
