@@ -773,7 +773,7 @@ impl Shared {
         };
         // 4. Host agreement: the Host header names the URL's host and port.
         if let Some(h) = head.one("host")
-            && !host_agrees(h, &action)
+            && !host_agrees(h, action)
         {
             let r = self.proxy_refusal(
                 "proxy.host-mismatch",
@@ -810,7 +810,7 @@ impl Shared {
         // 5b. A real secret goes out over TLS only, unless the manifest
         // declared the host as a local address (a mock on this machine's
         // loopback): cleartext would show it to anyone on the path.
-        if plan.injects() && action.scheme == Scheme::Http && !self.local(&action) {
+        if plan.injects() && action.scheme == Scheme::Http && !self.local(action) {
             let r = self.proxy_refusal(
                 "proxy.cleartext-credential",
                 403,
@@ -836,11 +836,11 @@ impl Shared {
                 // 6a. Held for a person: the approval binds to the request
                 // as it will be forwarded, to the address resolved now.
                 let seq = refusal.request_id.unwrap_or_default();
-                let target = match self.resolve(&action, seq, &summary).await {
+                let target = match self.resolve(action, seq, &summary).await {
                     Ok(t) => t,
                     Err(r) => return self.send_refusal(conn, &r, false, head_only).await,
                 };
-                let digest = self.approval_digest(head, &action, &plan, &raw, target.addr);
+                let digest = self.approval_digest(head, action, &plan, &raw, target.addr);
                 let gate = Arc::clone(&self.gate);
                 let (r2, a2) = (refusal.clone(), act.clone());
                 let held = tokio::task::spawn_blocking(move || gate.hold(&r2, &a2, &digest)).await;
@@ -848,12 +848,12 @@ impl Shared {
                     Ok(Ok(a)) => a,
                     Ok(Err(r)) => {
                         return self
-                            .send_push_aware(conn, &r, &action, &push_caps, head_only)
+                            .send_push_aware(conn, &r, action, &push_caps, head_only)
                             .await;
                     }
                     Err(_) => {
                         return self
-                            .send_push_aware(conn, &refusal, &action, &push_caps, head_only)
+                            .send_push_aware(conn, &refusal, action, &push_caps, head_only)
                             .await;
                     }
                 };
@@ -872,14 +872,14 @@ impl Shared {
                     }
                     Err(r) => {
                         return self
-                            .send_push_aware(conn, &r, &action, &push_caps, head_only)
+                            .send_push_aware(conn, &r, action, &push_caps, head_only)
                             .await;
                     }
                 }
             }
             Err(refusal) => {
                 return self
-                    .send_push_aware(conn, &refusal, &action, &push_caps, head_only)
+                    .send_push_aware(conn, &refusal, action, &push_caps, head_only)
                     .await;
             }
         };
@@ -896,13 +896,13 @@ impl Shared {
             *upstream = None;
             let target = match pinned {
                 Some(t) => t,
-                None => match self.resolve(&action, release.request_id, &summary).await {
+                None => match self.resolve(action, release.request_id, &summary).await {
                     Ok(t) => t,
                     Err(r) => return self.send_refusal(conn, &r, false, head_only).await,
                 },
             };
             match self
-                .open_upstream(&action, target, &release, &summary, websocket)
+                .open_upstream(action, target, &release, &summary, websocket)
                 .await
             {
                 Ok(u) => *upstream = Some(u),
@@ -923,7 +923,7 @@ impl Shared {
             );
             return self.send_refusal(conn, &r, false, head_only).await;
         }
-        let mut req = match self.upstream_request(head, &action, &plan, raw) {
+        let mut req = match self.upstream_request(head, action, &plan, raw) {
             Ok(r) => r,
             Err(why) => {
                 let r =
@@ -991,7 +991,7 @@ impl Shared {
             return self.splice_websocket(conn, resp, &release).await;
         }
         // 8. The response.
-        self.respond(conn, resp, &plan, &action, head_only, &release, &summary)
+        self.respond(conn, resp, &plan, action, head_only, &release, &summary)
             .await
     }
 
