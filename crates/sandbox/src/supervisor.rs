@@ -201,6 +201,7 @@ pub fn run(
     spec: &SandboxSpec,
     hooks: &mut dyn SupervisorHooks,
 ) -> Result<RunOutcome, SandboxError> {
+    let given = spec;
     let spec = canonical_spec(spec)?;
     // Decoys for the hidden paths, on a directory the supervisor owns
     // (a tmpfs where there is one) and watches.
@@ -275,6 +276,7 @@ pub fn run(
         f.contents = Vec::new();
     }
     let wants_tree = plan.wants_tree();
+    let injected_sources = plan.injected.clone();
     let cfg = InitConfig {
         spec: init_spec,
         plan,
@@ -409,6 +411,12 @@ pub fn run(
     if let Some(w) = &mut decoy_watch {
         w.wait_ready()?;
     }
+
+    // What the caller fills in last (its preparation may have run beside
+    // the sandbox's until now). Nothing inside has run: the init binds the
+    // injected files only after the start byte.
+    let late = hooks.before_start().map_err(SandboxError::Hook)?;
+    decoy_dir.inject_late(given, &injected_sources, &late)?;
 
     // Start. The write end stays open until we return: it is the lifeline.
     sync_file
@@ -634,6 +642,40 @@ impl DecoyDir {
             let Some(file) = spec.injected.get(*i) else {
                 continue;
             };
+            std::fs::write(source, &file.contents)
+                .map_err(io_err(format!("cannot write {}", source.display())))?;
+            std::fs::set_permissions(source, std::fs::Permissions::from_mode(0o444))
+                .map_err(io_err(format!("cannot chmod {}", source.display())))?;
+        }
+        Ok(())
+    }
+}
+
+impl DecoyDir {
+    /// Writes the contents [`SupervisorHooks::before_start`] gave for
+    /// injected files of `given` (the spec as the caller wrote it), over
+    /// the files [`DecoyDir::inject`] wrote.
+    fn inject_late(
+        &self,
+        given: &SandboxSpec,
+        injected: &[(PathBuf, usize)],
+        late: &[crate::InjectedFile],
+    ) -> Result<(), SandboxError> {
+        use std::os::unix::fs::PermissionsExt;
+        for file in late {
+            let Some(i) = given.injected.iter().position(|f| f.path == file.path) else {
+                return Err(SandboxError::Spec(format!(
+                    "{} is not an injected file of the spec",
+                    file.path.display()
+                )));
+            };
+            let Some((source, _)) = injected.iter().find(|(_, j)| *j == i) else {
+                // The plan does not show it (e.g. under a hidden path).
+                continue;
+            };
+            // Read-only since `inject`: writable for this write only.
+            std::fs::set_permissions(source, std::fs::Permissions::from_mode(0o600))
+                .map_err(io_err(format!("cannot chmod {}", source.display())))?;
             std::fs::write(source, &file.contents)
                 .map_err(io_err(format!("cannot write {}", source.display())))?;
             std::fs::set_permissions(source, std::fs::Permissions::from_mode(0o444))
