@@ -480,6 +480,15 @@ pub trait SupervisorHooks {
         Ok(Vec::new())
     }
 
+    /// The command ended, everything inside is gone and the overlay's
+    /// changes are durable: `outcome` is what [`run`] returns once the
+    /// sandbox is torn down (the init's namespaces, the cgroups, the
+    /// decoys), which takes a little longer; e.g. record the end meanwhile.
+    /// Called at most once, and never when [`run`] returns an error.
+    fn ended(&mut self, outcome: &RunOutcome) {
+        let _ = outcome;
+    }
+
     /// Something inside opened the decoy of hidden path `path` (an audit
     /// event for the anomaly rules). Called once per inotify event.
     fn hidden_path_touched(&mut self, path: &std::path::Path) {

@@ -209,16 +209,11 @@ pub fn run(
     let plan = Plan::build(&spec, &RealHost, Some(decoy_dir.path()))?;
     decoy_dir.fill(&plan.decoys)?;
     decoy_dir.inject(&spec, &plan.injected)?;
-    let mut decoy_watch = if plan.decoys.is_empty() {
-        None
-    } else {
-        let pairs: Vec<(PathBuf, PathBuf)> = plan
-            .decoys
-            .iter()
-            .map(|(s, h, _)| (s.clone(), h.clone()))
-            .collect();
-        Some(crate::events::DecoyWatch::new(&pairs)?)
-    };
+    let decoy_pairs: Vec<(PathBuf, PathBuf)> = plan
+        .decoys
+        .iter()
+        .map(|(s, h, _)| (s.clone(), h.clone()))
+        .collect();
     let accepted = |l: Layer| spec.accept_missing.contains(&l);
     let mut missing = Vec::new();
 
@@ -373,6 +368,13 @@ pub fn run(
     sync_file
         .write_all(b"m")
         .map_err(io_err("cannot start the sandbox init"))?;
+    // The decoy watch (a fork of this process) starts while the init
+    // executes; it is ready, or the run stops, before the start byte.
+    let mut decoy_watch = if decoy_pairs.is_empty() {
+        None
+    } else {
+        Some(crate::events::DecoyWatch::new(&decoy_pairs)?)
+    };
     if !entered {
         cgroups
             .0
@@ -486,7 +488,19 @@ pub fn run(
     if synced_early {
         durable(&overlay_dirs)?;
     }
-    // The init ends after the report pipe closes.
+    if seen.failure.is_none() && seen.started.is_some() && seen.exited.is_some() {
+        // The command's end is known (the init reported it once it had
+        // killed and reaped everything inside, so an OOM kill is counted
+        // by now) and the overlay is durable: the caller may record it
+        // while the init's namespaces are torn down.
+        let out = outcome(seen, cgroups.0.oom_killed(), flags, missing, &spec, None)?;
+        hooks.ended(&out);
+        // The init ends after the report pipe closes.
+        let _ = nix::sys::wait::waitpid(pid, None);
+        guard.pid = None;
+        drop(sync_file);
+        return Ok(out);
+    }
     let wait =
         nix::sys::wait::waitpid(pid, None).map_err(nix_err("cannot wait for the sandbox init"))?;
     guard.pid = None;
@@ -494,7 +508,26 @@ pub fn run(
     if !synced_early {
         durable(&overlay_dirs)?;
     }
-    let oom = cgroups.0.oom_killed();
+    outcome(
+        seen,
+        cgroups.0.oom_killed(),
+        flags,
+        missing,
+        &spec,
+        Some(wait),
+    )
+}
+
+/// What the run comes to, from what the init reported; `wait` says how the
+/// init ended when that is known.
+fn outcome(
+    seen: crate::events::Seen,
+    oom: bool,
+    flags: CloneFlags,
+    mut missing: Vec<(Layer, String)>,
+    spec: &SandboxSpec,
+    wait: Option<WaitStatus>,
+) -> Result<RunOutcome, SandboxError> {
     if let Some(e) = seen.failure {
         return Err(e);
     }

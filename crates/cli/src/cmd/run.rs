@@ -288,12 +288,15 @@ pub(crate) fn run(a: &RunArgs, env: &Env) -> anyhow::Result<Status> {
     .context("cannot watch for SIGTERM and SIGHUP")?;
     let signals_handle = signals.handle();
     let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel(1);
-    let mut hooks = Hooks {
+    let (ended_tx, ended_rx) = std::sync::mpsc::sync_channel(1);
+    let hooks = Hooks {
         init_pid: &init_pid,
         pending: Some(ready_rx),
         ready: None,
         bundle,
+        ended: Some(ended_tx),
     };
+    let mut end_meta = meta.clone();
     let prep = Prep {
         policy: &policy,
         home: &home,
@@ -304,7 +307,7 @@ pub(crate) fn run(a: &RunArgs, env: &Env) -> anyhow::Result<Status> {
         tty: spec.tty,
         not_enforced: &not_enforced,
     };
-    let (outcome, prepared) = std::thread::scope(|scope| {
+    let (outcome, prepared, recorded) = std::thread::scope(|scope| {
         // Closes the signal thread's iterator however this closure ends.
         let _close = CloseSignals(signals_handle);
         let ready_tx = ready_tx;
@@ -325,7 +328,13 @@ pub(crate) fn run(a: &RunArgs, env: &Env) -> anyhow::Result<Status> {
         // prepares the session; it waits for that only before its start
         // byte (`Hooks::before_start`), so all of it is done, and on disk,
         // before anything runs inside.
-        let sandbox = scope.spawn(|| blastwall_sandbox::run(&spec, &mut hooks));
+        // The hooks live on that thread: however it ends, `ended_rx` below
+        // is told.
+        let spec = &spec;
+        let sandbox = scope.spawn(move || {
+            let mut hooks = hooks;
+            blastwall_sandbox::run(spec, &mut hooks)
+        });
         let prepared = prepare(prep, held);
         let _ = ready_tx.send(
             prepared
@@ -333,7 +342,12 @@ pub(crate) fn run(a: &RunArgs, env: &Env) -> anyhow::Result<Status> {
                 .map(Prepared::ready)
                 .map_err(|e| format!("{e:#}")),
         );
-        (sandbox.join(), prepared)
+        // The end is recorded while the sandbox is torn down.
+        let recorded = match (&prepared, ended_rx.recv()) {
+            (Ok(p), Ok(out)) => Some(record_end(&session, &mut end_meta, &p.gate, &out)),
+            _ => None,
+        };
+        (sandbox.join(), prepared, recorded)
     });
     let Prepared {
         gate,
@@ -362,37 +376,29 @@ pub(crate) fn run(a: &RunArgs, env: &Env) -> anyhow::Result<Status> {
     let outcome = match outcome {
         Ok(r) => r,
         Err(_) => {
-            let _ = gate.finish(json!({"error": "the supervisor thread panicked"}));
+            if recorded.is_none() {
+                let _ = gate.finish(json!({"error": "the supervisor thread panicked"}));
+            }
             anyhow::bail!("the supervisor thread panicked");
         }
     };
-    let status = match outcome {
-        Ok(out) => {
-            let code = out.status.as_shell_code();
-            meta.exit_code = Some(code);
-            meta.layers = serde_json::to_value(&out.layers).unwrap_or_default();
-            // The log's seal and the session's record are synced side by
-            // side; the record says the session ended only once the log
-            // is sealed.
-            let (staged, sealed) = std::thread::scope(|scope| {
-                let staged = scope.spawn(|| session.stage_meta(&meta));
-                let sealed = gate.finish(json!({
-                    "exit": code,
-                    "layers": out.layers,
-                    "memory_limit_hit": out.memory_limit_hit,
-                    "overlay_limit_hit": out.overlay_limit_hit,
-                }));
-                (staged.join(), sealed)
-            });
-            staged
-                .map_err(|_| anyhow::anyhow!("the thread writing session.json panicked"))??
-                .commit()?;
-            sealed?;
+    let status = match (outcome, recorded) {
+        (Ok(out), recorded) => {
+            match recorded {
+                Some(r) => {
+                    meta = end_meta;
+                    r?;
+                }
+                None => record_end(&session, &mut meta, &gate, &out)?,
+            }
             flush_sinks();
             summary(&session, &meta, &out);
+            let code = out.status.as_shell_code();
             Status::Code(u8::try_from(code.clamp(0, 255)).unwrap_or(CANNOT_RUN))
         }
-        Err(e) => {
+        // `ended` is never called for a run that fails.
+        (Err(e), Some(_)) => anyhow::bail!("the sandbox failed after the command ended: {e}"),
+        (Err(e), None) => {
             meta.exit_code = Some(i32::from(CANNOT_RUN));
             meta.closed = Some("not started".into());
             session.write_meta(&meta)?;
@@ -407,6 +413,36 @@ pub(crate) fn run(a: &RunArgs, env: &Env) -> anyhow::Result<Status> {
     };
     drop(runtime);
     Ok(status)
+}
+
+/// Records the end of the session: the log's seal and session.json's new
+/// version are synced side by side; the record says the session ended only
+/// once the log is sealed.
+fn record_end(
+    session: &SessionDir,
+    meta: &mut SessionMeta,
+    gate: &Gate,
+    out: &blastwall_sandbox::RunOutcome,
+) -> anyhow::Result<()> {
+    let code = out.status.as_shell_code();
+    meta.exit_code = Some(code);
+    meta.layers = serde_json::to_value(&out.layers).unwrap_or_default();
+    let meta = &*meta;
+    let (staged, sealed) = std::thread::scope(|scope| {
+        let staged = scope.spawn(|| session.stage_meta(meta));
+        let sealed = gate.finish(json!({
+            "exit": code,
+            "layers": out.layers,
+            "memory_limit_hit": out.memory_limit_hit,
+            "overlay_limit_hit": out.overlay_limit_hit,
+        }));
+        (staged.join(), sealed)
+    });
+    staged
+        .map_err(|_| anyhow::anyhow!("the thread writing session.json panicked"))??
+        .commit()?;
+    sealed?;
+    Ok(())
 }
 
 /// Closes the signal iterator when dropped.
@@ -792,6 +828,8 @@ struct Hooks<'g> {
     ready: Option<Ready>,
     /// Where the trust store with the session CA goes inside.
     bundle: PathBuf,
+    /// Where the outcome goes as soon as the command's end is known.
+    ended: Option<std::sync::mpsc::SyncSender<blastwall_sandbox::RunOutcome>>,
 }
 
 /// The prepared session, as the sandbox's hooks use it.
@@ -868,6 +906,12 @@ impl SupervisorHooks for Hooks<'_> {
             });
         }
         Ok(())
+    }
+
+    fn ended(&mut self, outcome: &blastwall_sandbox::RunOutcome) {
+        if let Some(tx) = self.ended.take() {
+            let _ = tx.send(outcome.clone());
+        }
     }
 
     fn hidden_path_touched(&mut self, path: &Path) {
