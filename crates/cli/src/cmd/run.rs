@@ -268,9 +268,14 @@ pub(crate) fn run(a: &RunArgs, env: &Env) -> anyhow::Result<Status> {
     spec.identity = identity;
     // A file sink lies inside the project (a project manifest may write
     // nowhere else): inside the wall it is hidden like a secret, so the
-    // agent can neither read the audit copy nor tamper with it.
+    // agent can neither read the audit copy nor tamper with it. It is made
+    // here, before the sandbox takes the spec: a hidden path is hidden
+    // where it exists, and the sink itself is opened beside the sandbox.
     for sink in &s.audit.sinks {
         if let blastwall_policy::AuditSink::File { path: Some(p) } = sink {
+            if let Err(e) = create_file_sink(&s.project_root, p) {
+                return not_started(&mut meta, e);
+            }
             spec.hidden.push(p.clone());
         }
     }
@@ -744,6 +749,21 @@ fn open_log(
         sinks = Some(started);
     }
     Ok((log, sinks))
+}
+
+/// Creates a file sink's file if it is missing, as the sink opens it (never
+/// through a symlink, 0600), so that the sandbox finds it to hide.
+fn create_file_sink(root: &Path, path: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    no_symlink_below(root, path)?;
+    std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .custom_flags(nix::libc::O_NOFOLLOW)
+        .open(path)
+        .map(drop)
+        .with_context(|| format!("cannot open the audit sink {}", path.display()))
 }
 
 /// Refuses a file sink reached through a symlink anywhere below the
