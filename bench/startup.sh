@@ -11,6 +11,8 @@
 #   PREPARE='sleep 0.1' bench/startup.sh   # idle before every run ("cold"
 #                                          # starts; see bench/README.md)
 #   BLASTWALL=/path/to/blastwall bench/startup.sh   # skip the cargo build
+#   BASELINE=/path/to/older/blastwall bench/startup.sh   # that build too,
+#                                     # in the same rounds ("before/after")
 #
 # Installs what is missing: bubblewrap, hyperfine, socat, ripgrep and jq with
 # apt-get (as root), srt with `npm install` into the run's temporary directory
@@ -137,6 +139,12 @@ names=(true bwrap "blastwall overlay" "blastwall ro")
 cmds=(true "$bwrap_cmd"
     "$bw run --policy $d/proj/blastwall.toml -- true"
     "$bw run --policy $d/proj-ro/blastwall.toml -- true")
+if [ -n "${BASELINE:-}" ]; then
+    [ -x "$BASELINE" ] || { say "no blastwall binary at $BASELINE"; exit 2; }
+    names+=("baseline overlay" "baseline ro")
+    cmds+=("$BASELINE run --policy $d/proj/blastwall.toml -- true"
+        "$BASELINE run --policy $d/proj-ro/blastwall.toml -- true")
+fi
 if [ -n "$srt" ]; then
     names+=(srt)
     cmds+=("$srt --settings $d/srt-settings.json true")
@@ -232,6 +240,9 @@ verdict() {
 }
 verdict "blastwall overlay"
 verdict "blastwall ro"
+if [ -n "${BASELINE:-}" ]; then
+    echo "baseline: $BASELINE ($("$BASELINE" --version))"
+fi
 if [ -n "$srt_why" ]; then
     echo "srt: not measured: $srt_why"
 else

@@ -468,6 +468,27 @@ pub trait SupervisorHooks {
         Ok(())
     }
 
+    /// Called last before the start byte: the namespaces, the cgroups and
+    /// the decoy watch are ready, and nothing inside has run yet. Returns
+    /// the contents of [`SandboxSpec::injected`] files that the spec left
+    /// to be filled in now (e.g. a CA bundle whose CA is made while the
+    /// sandbox comes up), each named by its path as the spec gives it; the
+    /// other injected files keep the contents the spec gave. The caller may
+    /// block here until its own preparation is done. An error stops the
+    /// run.
+    fn before_start(&mut self) -> Result<Vec<InjectedFile>, String> {
+        Ok(Vec::new())
+    }
+
+    /// The command ended, everything inside is gone and the overlay's
+    /// changes are durable: `outcome` is what [`run`] returns once the
+    /// sandbox is torn down (the init's namespaces, the cgroups, the
+    /// decoys), which takes a little longer; e.g. record the end meanwhile.
+    /// Called at most once, and never when [`run`] returns an error.
+    fn ended(&mut self, outcome: &RunOutcome) {
+        let _ = outcome;
+    }
+
     /// Something inside opened the decoy of hidden path `path` (an audit
     /// event for the anomaly rules). Called once per inotify event.
     fn hidden_path_touched(&mut self, path: &std::path::Path) {

@@ -201,6 +201,7 @@ pub fn run(
     spec: &SandboxSpec,
     hooks: &mut dyn SupervisorHooks,
 ) -> Result<RunOutcome, SandboxError> {
+    let given = spec;
     let spec = canonical_spec(spec)?;
     // Decoys for the hidden paths, on a directory the supervisor owns
     // (a tmpfs where there is one) and watches.
@@ -208,16 +209,11 @@ pub fn run(
     let plan = Plan::build(&spec, &RealHost, Some(decoy_dir.path()))?;
     decoy_dir.fill(&plan.decoys)?;
     decoy_dir.inject(&spec, &plan.injected)?;
-    let mut decoy_watch = if plan.decoys.is_empty() {
-        None
-    } else {
-        let pairs: Vec<(PathBuf, PathBuf)> = plan
-            .decoys
-            .iter()
-            .map(|(s, h, _)| (s.clone(), h.clone()))
-            .collect();
-        Some(crate::events::DecoyWatch::new(&pairs)?)
-    };
+    let decoy_pairs: Vec<(PathBuf, PathBuf)> = plan
+        .decoys
+        .iter()
+        .map(|(s, h, _)| (s.clone(), h.clone()))
+        .collect();
     let accepted = |l: Layer| spec.accept_missing.contains(&l);
     let mut missing = Vec::new();
 
@@ -275,6 +271,7 @@ pub fn run(
         f.contents = Vec::new();
     }
     let wants_tree = plan.wants_tree();
+    let injected_sources = plan.injected.clone();
     let cfg = InitConfig {
         spec: init_spec,
         plan,
@@ -371,6 +368,13 @@ pub fn run(
     sync_file
         .write_all(b"m")
         .map_err(io_err("cannot start the sandbox init"))?;
+    // The decoy watch (a fork of this process) starts while the init
+    // executes; it is ready, or the run stops, before the start byte.
+    let mut decoy_watch = if decoy_pairs.is_empty() {
+        None
+    } else {
+        Some(crate::events::DecoyWatch::new(&decoy_pairs)?)
+    };
     if !entered {
         cgroups
             .0
@@ -409,6 +413,12 @@ pub fn run(
     if let Some(w) = &mut decoy_watch {
         w.wait_ready()?;
     }
+
+    // What the caller fills in last (its preparation may have run beside
+    // the sandbox's until now). Nothing inside has run: the init binds the
+    // injected files only after the start byte.
+    let late = hooks.before_start().map_err(SandboxError::Hook)?;
+    decoy_dir.inject_late(given, &injected_sources, &late)?;
 
     // Start. The write end stays open until we return: it is the lifeline.
     sync_file
@@ -478,7 +488,19 @@ pub fn run(
     if synced_early {
         durable(&overlay_dirs)?;
     }
-    // The init ends after the report pipe closes.
+    if seen.failure.is_none() && seen.started.is_some() && seen.exited.is_some() {
+        // The command's end is known (the init reported it once it had
+        // killed and reaped everything inside, so an OOM kill is counted
+        // by now) and the overlay is durable: the caller may record it
+        // while the init's namespaces are torn down.
+        let out = outcome(seen, cgroups.0.oom_killed(), flags, missing, &spec, None)?;
+        hooks.ended(&out);
+        // The init ends after the report pipe closes.
+        let _ = nix::sys::wait::waitpid(pid, None);
+        guard.pid = None;
+        drop(sync_file);
+        return Ok(out);
+    }
     let wait =
         nix::sys::wait::waitpid(pid, None).map_err(nix_err("cannot wait for the sandbox init"))?;
     guard.pid = None;
@@ -486,7 +508,26 @@ pub fn run(
     if !synced_early {
         durable(&overlay_dirs)?;
     }
-    let oom = cgroups.0.oom_killed();
+    outcome(
+        seen,
+        cgroups.0.oom_killed(),
+        flags,
+        missing,
+        &spec,
+        Some(wait),
+    )
+}
+
+/// What the run comes to, from what the init reported; `wait` says how the
+/// init ended when that is known.
+fn outcome(
+    seen: crate::events::Seen,
+    oom: bool,
+    flags: CloneFlags,
+    mut missing: Vec<(Layer, String)>,
+    spec: &SandboxSpec,
+    wait: Option<WaitStatus>,
+) -> Result<RunOutcome, SandboxError> {
     if let Some(e) = seen.failure {
         return Err(e);
     }
@@ -634,6 +675,40 @@ impl DecoyDir {
             let Some(file) = spec.injected.get(*i) else {
                 continue;
             };
+            std::fs::write(source, &file.contents)
+                .map_err(io_err(format!("cannot write {}", source.display())))?;
+            std::fs::set_permissions(source, std::fs::Permissions::from_mode(0o444))
+                .map_err(io_err(format!("cannot chmod {}", source.display())))?;
+        }
+        Ok(())
+    }
+}
+
+impl DecoyDir {
+    /// Writes the contents [`SupervisorHooks::before_start`] gave for
+    /// injected files of `given` (the spec as the caller wrote it), over
+    /// the files [`DecoyDir::inject`] wrote.
+    fn inject_late(
+        &self,
+        given: &SandboxSpec,
+        injected: &[(PathBuf, usize)],
+        late: &[crate::InjectedFile],
+    ) -> Result<(), SandboxError> {
+        use std::os::unix::fs::PermissionsExt;
+        for file in late {
+            let Some(i) = given.injected.iter().position(|f| f.path == file.path) else {
+                return Err(SandboxError::Spec(format!(
+                    "{} is not an injected file of the spec",
+                    file.path.display()
+                )));
+            };
+            let Some((source, _)) = injected.iter().find(|(_, j)| *j == i) else {
+                // The plan does not show it (e.g. under a hidden path).
+                continue;
+            };
+            // Read-only since `inject`: writable for this write only.
+            std::fs::set_permissions(source, std::fs::Permissions::from_mode(0o600))
+                .map_err(io_err(format!("cannot chmod {}", source.display())))?;
             std::fs::write(source, &file.contents)
                 .map_err(io_err(format!("cannot write {}", source.display())))?;
             std::fs::set_permissions(source, std::fs::Permissions::from_mode(0o444))

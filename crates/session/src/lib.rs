@@ -27,7 +27,7 @@ pub use diff::{render as render_change, stat_line};
 pub use gitconfig::sanitize_git_config;
 pub use overlay::{Change, ChangeKind, Entry, ReadError, changes, is_text};
 pub use sessions::{
-    SessionDir, SessionError, SessionMeta, Status, list as list_sessions, now_ns,
+    SessionDir, SessionError, SessionMeta, StagedMeta, Status, list as list_sessions, now_ns,
     process_start_time, wake_session,
 };
 

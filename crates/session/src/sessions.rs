@@ -106,6 +106,19 @@ pub fn now_ns() -> u128 {
 impl SessionDir {
     /// Creates a new session directory (0700) with a fresh id.
     pub fn create(home: &Home) -> Result<SessionDir, SessionError> {
+        let d = SessionDir::create_root(home)?;
+        for sub in ["upper", "work"] {
+            let p = d.root.join(sub);
+            std::fs::DirBuilder::new()
+                .mode(0o755)
+                .create(&p)
+                .map_err(io(&p))?;
+        }
+        Ok(d)
+    }
+
+    /// The session's directory alone, with a fresh id.
+    fn create_root(home: &Home) -> Result<SessionDir, SessionError> {
         let sessions = home.sessions_dir();
         std::fs::DirBuilder::new()
             .recursive(true)
@@ -122,13 +135,6 @@ impl SessionDir {
             .mode(0o700)
             .create(&root)
             .map_err(io(&root))?;
-        for sub in ["upper", "work"] {
-            let p = root.join(sub);
-            std::fs::DirBuilder::new()
-                .mode(0o755)
-                .create(&p)
-                .map_err(io(&p))?;
-        }
         Ok(SessionDir { root })
     }
 
@@ -144,7 +150,7 @@ impl SessionDir {
         overlay_base: &Path,
         owner: (u32, u32),
     ) -> Result<SessionDir, SessionError> {
-        let d = SessionDir::create(home)?;
+        let d = SessionDir::create_root(home)?;
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o711)
@@ -160,7 +166,6 @@ impl SessionDir {
         chown(&ext)?;
         for sub in ["upper", "work"] {
             let inside = d.root.join(sub);
-            std::fs::remove_dir(&inside).map_err(io(&inside))?;
             let target = ext.join(sub);
             std::fs::DirBuilder::new()
                 .mode(0o755)
@@ -280,10 +285,17 @@ impl SessionDir {
 
     /// Writes `session.json` atomically (0600).
     pub fn write_meta(&self, meta: &SessionMeta) -> Result<(), SessionError> {
-        let p = self.meta_path();
+        self.stage_meta(meta)?.commit()
+    }
+
+    /// The first half of [`SessionDir::write_meta`]: the new `session.json`
+    /// is written beside the current one and synced, and takes its place
+    /// at [`StagedMeta::commit`]. Until then the current one stands (a
+    /// crash in between leaves it, never a partial file).
+    pub fn stage_meta(&self, meta: &SessionMeta) -> Result<StagedMeta<'_>, SessionError> {
         let tmp = self.root.join(".session.json.tmp");
         let body = serde_json::to_vec_pretty(meta).map_err(|e| SessionError::Damaged {
-            path: p.clone(),
+            path: self.meta_path(),
             reason: e.to_string(),
         })?;
         let mut f = std::fs::OpenOptions::new()
@@ -295,7 +307,7 @@ impl SessionDir {
             .map_err(io(&tmp))?;
         f.write_all(&body).map_err(io(&tmp))?;
         f.sync_all().map_err(io(&tmp))?;
-        std::fs::rename(&tmp, &p).map_err(io(&p))
+        Ok(StagedMeta { dir: self, tmp })
     }
 
     /// The session's status, from its record and whether its supervisor lives.
@@ -307,6 +319,23 @@ impl SessionDir {
             Some((pid, start)) if process_start_time(pid) == Some(start) => Status::Running,
             Some(_) | None => Status::Crashed,
         }
+    }
+}
+
+/// A `session.json` written and synced, not yet in place (see
+/// [`SessionDir::stage_meta`]).
+#[derive(Debug)]
+#[must_use = "the staged session.json takes effect only at commit"]
+pub struct StagedMeta<'d> {
+    dir: &'d SessionDir,
+    tmp: PathBuf,
+}
+
+impl StagedMeta<'_> {
+    /// Puts the staged `session.json` in place (a rename: atomic).
+    pub fn commit(self) -> Result<(), SessionError> {
+        let p = self.dir.meta_path();
+        std::fs::rename(&self.tmp, &p).map_err(io(&p))
     }
 }
 

@@ -51,10 +51,33 @@ const RESOLV_CONF: &str = "/etc/resolv.conf";
 /// host's file is not changed), and where it goes when the host has none.
 const SYSTEM_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 
+/// A credential of the manifest and the placeholder the agent holds for it.
+/// Made before the sandbox (its environment is fixed when it is cloned);
+/// the real value is read beside the sandbox's start, in [`start_proxy`].
+struct Held {
+    cred: blastwall_policy::Credential,
+    placeholder: String,
+}
+
+fn placeholders(policy: &Policy) -> anyhow::Result<Vec<Held>> {
+    policy
+        .settings()
+        .credentials
+        .iter()
+        .map(|c| {
+            Ok(Held {
+                placeholder: blastwall_proxy::Placeholder::generate(&c.name)?,
+                cred: c.clone(),
+            })
+        })
+        .collect()
+}
+
 fn start_proxy(
     policy: &Arc<Policy>,
     gate: &Arc<Gate>,
     home: &Home,
+    held: Vec<Held>,
 ) -> anyhow::Result<blastwall_proxy::Proxy> {
     let store_dir = home.root().join("secrets");
     let store = if store_dir.exists() {
@@ -64,7 +87,11 @@ fn start_proxy(
     };
     let read_env = |name: &str| std::env::var_os(name).map(|v| v.into_encoded_bytes());
     let mut bound = Vec::new();
-    for c in &policy.settings().credentials {
+    for Held {
+        cred: c,
+        placeholder,
+    } in held
+    {
         let Some(src) = &c.source else {
             anyhow::bail!(
                 "credential `{}` has no source: define it in your own config ($BLASTWALL_HOME/config.toml) with `source = \"store:{}\"` and `blastwall secret set {}`",
@@ -82,7 +109,11 @@ fn start_proxy(
                 )
             })
             .with_context(|| format!("cannot read credential `{}` from {src}", c.name))?;
-        bound.push(blastwall_proxy::BoundCredential::new(c.clone(), secret)?);
+        bound.push(blastwall_proxy::BoundCredential {
+            cred: c,
+            placeholder,
+            secret,
+        });
     }
     let cfg =
         blastwall_proxy::ProxyConfig::from_policy(Arc::clone(policy), Arc::clone(gate), bound)?;
@@ -90,13 +121,15 @@ fn start_proxy(
 }
 
 /// The proxy as the agent sees it: the variables pointing at it, the
-/// session CA in the trust store, the placeholders.
+/// placeholders, and the trust store with the session CA. Returns the
+/// bundle's path inside: its contents (the session CA is made beside the
+/// sandbox's start) are given at [`Hooks::before_start`].
 fn wire_proxy(
     spec: &mut SandboxSpec,
-    proxy: &blastwall_proxy::Proxy,
+    held: &[Held],
     home: &Path,
     declared_ports: &[u16],
-) {
+) -> PathBuf {
     spec.loopback_listeners
         .extend([PROXY_PORT, TRANSPARENT_HTTP, TRANSPARENT_TLS]);
     // Ports the manifest's rules name catch programs that ignore the proxy
@@ -134,22 +167,30 @@ fn wire_proxy(
     } else {
         home.join(".blastwall-ca.pem")
     };
+    spec.injected.push(blastwall_sandbox::InjectedFile {
+        path: bundle.clone(),
+        contents: Vec::new(),
+    });
+    for (k, v) in blastwall_proxy::ca_env_vars(&bundle) {
+        spec.env.push((k.into(), v.into()));
+    }
+    for h in held {
+        let k = &h.cred.env;
+        spec.env.retain(|(x, _)| x.to_string_lossy() != k.as_str());
+        spec.env.push((k.into(), h.placeholder.clone().into()));
+    }
+    bundle
+}
+
+/// The trust store inside: the host's bundle, when it has one, and the
+/// session CA.
+fn ca_bundle(proxy: &blastwall_proxy::Proxy) -> Vec<u8> {
     let mut contents = std::fs::read(SYSTEM_BUNDLE).unwrap_or_default();
     if !contents.is_empty() && !contents.ends_with(b"\n") {
         contents.push(b'\n');
     }
     contents.extend_from_slice(proxy.ca_pem().as_bytes());
-    spec.injected.push(blastwall_sandbox::InjectedFile {
-        path: bundle.clone(),
-        contents,
-    });
-    for (k, v) in blastwall_proxy::ca_env_vars(&bundle) {
-        spec.env.push((k.into(), v.into()));
-    }
-    for (k, v) in proxy.placeholder_env() {
-        spec.env.retain(|(x, _)| x.to_string_lossy() != k);
-        spec.env.push((k.into(), v.into()));
-    }
+    contents
 }
 
 /// `run`'s own exit code when the command could not be started (as `env`
@@ -209,9 +250,6 @@ pub(crate) fn run(a: &RunArgs, env: &Env) -> anyhow::Result<Status> {
         owner: project_owner(&s.project_root),
         closed: None,
     };
-    // On record from the start, so a session that fails to start is listed
-    // with why, and one whose supervisor dies is listed as crashed.
-    session.write_meta(&meta)?;
     let not_started = |meta: &mut SessionMeta, e: anyhow::Error| -> anyhow::Result<Status> {
         meta.exit_code = Some(i32::from(CANNOT_RUN));
         meta.closed = Some("not started".into());
@@ -219,77 +257,31 @@ pub(crate) fn run(a: &RunArgs, env: &Env) -> anyhow::Result<Status> {
         eprintln!("blastwall: session {}: not started: {e:#}", meta.id);
         Ok(Status::Code(CANNOT_RUN))
     };
+    let held = match placeholders(&policy) {
+        Ok(h) => h,
+        Err(e) => return not_started(&mut meta, e),
+    };
     let mut spec = match build_spec(a, s, &policy, &session, env, home.root()) {
         Ok(spec) => spec,
         Err(e) => return not_started(&mut meta, e),
     };
     spec.identity = identity;
-    let (log, sinks) = match open_log(&session, &id, s, &home) {
-        Ok(x) => x,
-        Err(e) => return not_started(&mut meta, e),
-    };
     // A file sink lies inside the project (a project manifest may write
     // nowhere else): inside the wall it is hidden like a secret, so the
-    // agent can neither read the audit copy nor tamper with it.
+    // agent can neither read the audit copy nor tamper with it. It is made
+    // here, before the sandbox takes the spec: a hidden path is hidden
+    // where it exists, and the sink itself is opened beside the sandbox.
     for sink in &s.audit.sinks {
         if let blastwall_policy::AuditSink::File { path: Some(p) } = sink {
+            if let Err(e) = create_file_sink(&s.project_root, p) {
+                return not_started(&mut meta, e);
+            }
             spec.hidden.push(p.clone());
         }
     }
-    // Asks are held for a person: the store is shared with `approve`.
-    let queue = match approval_queue(s, &home, &id, spec.tty) {
-        Ok(q) => q,
-        Err(e) => return not_started(&mut meta, e),
-    };
-    let raw_tty = spec.tty;
-    let gate = Arc::new(
-        Gate::new(Arc::clone(&policy), log)
-            .with_approvals(queue)
-            .with_anomaly_rules(
-                thresholds(&s.audit.alerts),
-                Some(Box::new(move |a| alert_banner(a, raw_tty))),
-            )
-            .with_group_commit()?,
-    );
-    // The one way out: the proxy, accepting in the supervisor on a socket
+    // The one way out: the proxy, accepting in the supervisor on sockets
     // bound inside the sandbox's network namespace.
-    let proxy = match start_proxy(&policy, &gate, &home) {
-        Ok(p) => p,
-        Err(e) => {
-            let _ = gate.start(json!({"error": format!("{e:#}")}));
-            let _ = gate.finish(json!({"error": "not started"}));
-            return not_started(&mut meta, e);
-        }
-    };
-    wire_proxy(&mut spec, &proxy, &env.home_dir(), &policy.declared_ports());
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("blastwall-proxy")
-        .enable_io()
-        .enable_time()
-        .build()
-        .context("cannot start the proxy's runtime")?;
-    let control = session.control_socket();
-    if let Err(e) = listen_control(&control, &gate, &runtime) {
-        eprintln!(
-            "blastwall: note: no control socket at {} ({e}); approvals reach this session by polling the store",
-            control.display()
-        );
-    }
-    gate.start(json!({
-        "manifest": m.path.display().to_string(),
-        "manifest_sha256": blastwall_session::manifest_digest(&m.bytes),
-        "command": meta.command,
-        "project": s.project_root.display().to_string(),
-        "project_mode": meta.project_mode,
-        "not_enforced": not_enforced,
-    }))?;
-    eprintln!(
-        "blastwall: session {id}: {} (project {} as {})",
-        meta.command.join(" "),
-        s.project_root.display(),
-        meta.project_mode
-    );
+    let bundle = wire_proxy(&mut spec, &held, &env.home_dir(), &policy.declared_ports());
 
     // SIGTERM and SIGHUP to blastwall go to the command, through the
     // sandbox's init, so the session ends on record instead of crashing.
@@ -300,15 +292,30 @@ pub(crate) fn run(a: &RunArgs, env: &Env) -> anyhow::Result<Status> {
     ])
     .context("cannot watch for SIGTERM and SIGHUP")?;
     let signals_handle = signals.handle();
-    let mut hooks = Hooks {
+    let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel(1);
+    let (ended_tx, ended_rx) = std::sync::mpsc::sync_channel(1);
+    let hooks = Hooks {
         init_pid: &init_pid,
-        gate: &gate,
-        proxy: &proxy,
-        runtime: &runtime,
+        pending: Some(ready_rx),
+        ready: None,
+        bundle,
+        ended: Some(ended_tx),
     };
-    // The sandbox's parent-death signal follows the creating thread: run it
-    // from a thread that lives exactly as long as the sandbox.
-    let outcome = std::thread::scope(|scope| {
+    let mut end_meta = meta.clone();
+    let prep = Prep {
+        policy: &policy,
+        home: &home,
+        session: &session,
+        meta: &meta,
+        manifest: &m.path,
+        manifest_sha256: blastwall_session::manifest_digest(&m.bytes),
+        tty: spec.tty,
+        not_enforced: &not_enforced,
+    };
+    let (outcome, prepared, recorded) = std::thread::scope(|scope| {
+        // Closes the signal thread's iterator however this closure ends.
+        let _close = CloseSignals(signals_handle);
+        let ready_tx = ready_tx;
         let pid = &init_pid;
         scope.spawn(move || {
             for sig in signals.forever() {
@@ -320,12 +327,44 @@ pub(crate) fn run(a: &RunArgs, env: &Env) -> anyhow::Result<Status> {
                 }
             }
         });
-        let r = scope
-            .spawn(|| blastwall_sandbox::run(&spec, &mut hooks))
-            .join();
-        signals_handle.close();
-        r
+        // The sandbox's parent-death signal follows the creating thread: run
+        // it from a thread that lives exactly as long as the sandbox. It
+        // comes up (namespaces, the init, its mounts) while this thread
+        // prepares the session; it waits for that only before its start
+        // byte (`Hooks::before_start`), so all of it is done, and on disk,
+        // before anything runs inside.
+        // The hooks live on that thread: however it ends, `ended_rx` below
+        // is told.
+        let spec = &spec;
+        let sandbox = scope.spawn(move || {
+            let mut hooks = hooks;
+            blastwall_sandbox::run(spec, &mut hooks)
+        });
+        let prepared = prepare(prep, held);
+        let _ = ready_tx.send(
+            prepared
+                .as_ref()
+                .map(Prepared::ready)
+                .map_err(|e| format!("{e:#}")),
+        );
+        // The end is recorded while the sandbox is torn down.
+        let recorded = match (&prepared, ended_rx.recv()) {
+            (Ok(p), Ok(out)) => Some(record_end(&session, &mut end_meta, &p.gate, &out)),
+            _ => None,
+        };
+        (sandbox.join(), prepared, recorded)
     });
+    let Prepared {
+        gate,
+        sinks,
+        runtime,
+        control,
+        ..
+    } = match prepared {
+        Ok(p) => p,
+        // The sandbox stopped at its hook: nothing ran inside.
+        Err(e) => return not_started(&mut meta, e),
+    };
     let _ = std::fs::remove_file(&control);
     // Sinks get what is queued before the process goes; what they cannot
     // take in time stays in their spool in the session directory.
@@ -342,29 +381,29 @@ pub(crate) fn run(a: &RunArgs, env: &Env) -> anyhow::Result<Status> {
     let outcome = match outcome {
         Ok(r) => r,
         Err(_) => {
-            let _ = gate.finish(json!({"error": "the supervisor thread panicked"}));
+            if recorded.is_none() {
+                let _ = gate.finish(json!({"error": "the supervisor thread panicked"}));
+            }
             anyhow::bail!("the supervisor thread panicked");
         }
     };
-    match outcome {
-        Ok(out) => {
-            let code = out.status.as_shell_code();
-            meta.exit_code = Some(code);
-            meta.layers = serde_json::to_value(&out.layers).unwrap_or_default();
-            session.write_meta(&meta)?;
-            gate.finish(json!({
-                "exit": code,
-                "layers": out.layers,
-                "memory_limit_hit": out.memory_limit_hit,
-                "overlay_limit_hit": out.overlay_limit_hit,
-            }))?;
+    let status = match (outcome, recorded) {
+        (Ok(out), recorded) => {
+            match recorded {
+                Some(r) => {
+                    meta = end_meta;
+                    r?;
+                }
+                None => record_end(&session, &mut meta, &gate, &out)?,
+            }
             flush_sinks();
             summary(&session, &meta, &out);
-            Ok(Status::Code(
-                u8::try_from(code.clamp(0, 255)).unwrap_or(CANNOT_RUN),
-            ))
+            let code = out.status.as_shell_code();
+            Status::Code(u8::try_from(code.clamp(0, 255)).unwrap_or(CANNOT_RUN))
         }
-        Err(e) => {
+        // `ended` is never called for a run that fails.
+        (Err(e), Some(_)) => anyhow::bail!("the sandbox failed after the command ended: {e}"),
+        (Err(e), None) => {
             meta.exit_code = Some(i32::from(CANNOT_RUN));
             meta.closed = Some("not started".into());
             session.write_meta(&meta)?;
@@ -374,9 +413,175 @@ pub(crate) fn run(a: &RunArgs, env: &Env) -> anyhow::Result<Status> {
             eprintln!(
                 "blastwall: nothing ran. `blastwall doctor` says what this host lacks and how to fix it; a manifest may accept a layer missing with [sandbox] accept_missing"
             );
-            Ok(Status::Code(CANNOT_RUN))
+            Status::Code(CANNOT_RUN)
+        }
+    };
+    drop(runtime);
+    Ok(status)
+}
+
+/// Records the end of the session: the log's seal and session.json's new
+/// version are synced side by side; the record says the session ended only
+/// once the log is sealed.
+fn record_end(
+    session: &SessionDir,
+    meta: &mut SessionMeta,
+    gate: &Gate,
+    out: &blastwall_sandbox::RunOutcome,
+) -> anyhow::Result<()> {
+    let code = out.status.as_shell_code();
+    meta.exit_code = Some(code);
+    meta.layers = serde_json::to_value(&out.layers).unwrap_or_default();
+    let meta = &*meta;
+    let (staged, sealed) = std::thread::scope(|scope| {
+        let staged = scope.spawn(|| session.stage_meta(meta));
+        let sealed = gate.finish(json!({
+            "exit": code,
+            "layers": out.layers,
+            "memory_limit_hit": out.memory_limit_hit,
+            "overlay_limit_hit": out.overlay_limit_hit,
+        }));
+        (staged.join(), sealed)
+    });
+    staged
+        .map_err(|_| anyhow::anyhow!("the thread writing session.json panicked"))??
+        .commit()?;
+    sealed?;
+    Ok(())
+}
+
+/// Closes the signal iterator when dropped.
+struct CloseSignals(signal_hook::iterator::Handle);
+
+impl Drop for CloseSignals {
+    fn drop(&mut self) {
+        self.0.close();
+    }
+}
+
+/// What [`prepare`] needs of the run.
+struct Prep<'a> {
+    policy: &'a Arc<Policy>,
+    home: &'a Home,
+    session: &'a SessionDir,
+    meta: &'a SessionMeta,
+    manifest: &'a Path,
+    manifest_sha256: String,
+    tty: bool,
+    not_enforced: &'a [String],
+}
+
+/// The session, prepared beside the sandbox's start.
+struct Prepared {
+    gate: Arc<Gate>,
+    proxy: blastwall_proxy::Proxy,
+    runtime: tokio::runtime::Runtime,
+    sinks: Option<Sinks>,
+    control: PathBuf,
+    bundle: Vec<u8>,
+}
+
+impl Prepared {
+    /// What the sandbox's hooks need of it.
+    fn ready(&self) -> Ready {
+        Ready {
+            gate: Arc::clone(&self.gate),
+            proxy: self.proxy.clone(),
+            runtime: self.runtime.handle().clone(),
+            bundle: self.bundle.clone(),
         }
     }
+}
+
+/// The session's bookkeeping: its record on disk, the audit log and its
+/// `session-start`, the approval queue, the gate, the proxy with its
+/// session CA, the runtime that serves it, the control socket.
+fn prepare(p: Prep<'_>, held: Vec<Held>) -> anyhow::Result<Prepared> {
+    let (session, meta) = (p.session, p.meta);
+    // On record from the start, so a session that fails to start is listed
+    // with why, and one whose supervisor dies is listed as crashed. Its
+    // sync runs beside the audit log's; both are done before the start.
+    std::thread::scope(|scope| {
+        let recorded = scope.spawn(|| session.write_meta(meta));
+        let prepared = prepare_log(p, held);
+        recorded
+            .join()
+            .map_err(|_| anyhow::anyhow!("the thread writing session.json panicked"))??;
+        prepared
+    })
+}
+
+/// [`prepare`] but for `session.json`.
+fn prepare_log(p: Prep<'_>, held: Vec<Held>) -> anyhow::Result<Prepared> {
+    let Prep {
+        policy,
+        home,
+        session,
+        meta,
+        manifest,
+        manifest_sha256,
+        tty,
+        not_enforced,
+    } = p;
+    let s = policy.settings();
+    let (log, sinks) = open_log(session, &meta.id, s, home)?;
+    // Asks are held for a person: the store is shared with `approve`.
+    let queue = approval_queue(s, home, &meta.id, tty)?;
+    let gate = Arc::new(
+        Gate::new(Arc::clone(policy), log)
+            .with_approvals(queue)
+            .with_anomaly_rules(
+                thresholds(&s.audit.alerts),
+                Some(Box::new(move |a| alert_banner(a, tty))),
+            )
+            .with_group_commit()?,
+    );
+    let proxy = match start_proxy(policy, &gate, home, held) {
+        Ok(p) => p,
+        Err(e) => {
+            let _ = gate.start(json!({"error": format!("{e:#}")}));
+            let _ = gate.finish(json!({"error": "not started"}));
+            return Err(e);
+        }
+    };
+    let bundle = ca_bundle(&proxy);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("blastwall-proxy")
+        .enable_io()
+        .enable_time()
+        .build()
+        .context("cannot start the proxy's runtime")?;
+    let control = session.control_socket();
+    if let Err(e) = listen_control(&control, &gate, &runtime) {
+        eprintln!(
+            "blastwall: note: no control socket at {} ({e}); approvals reach this session by polling the store",
+            control.display()
+        );
+    }
+    gate.start(json!({
+        "manifest": manifest.display().to_string(),
+        "manifest_sha256": manifest_sha256,
+        "command": meta.command,
+        "project": s.project_root.display().to_string(),
+        "project_mode": meta.project_mode,
+        "not_enforced": not_enforced,
+    }))?;
+    eprintln!(
+        "blastwall: session {}: {} (project {} as {})",
+        meta.id,
+        meta.command.join(" "),
+        s.project_root.display(),
+        meta.project_mode
+    );
+    Ok(Prepared {
+        gate,
+        proxy,
+        runtime,
+        sinks,
+        control,
+        bundle,
+    })
 }
 
 /// The approval queue of this session: the user's store, the manifest's
@@ -546,6 +751,21 @@ fn open_log(
     Ok((log, sinks))
 }
 
+/// Creates a file sink's file if it is missing, as the sink opens it (never
+/// through a symlink, 0600), so that the sandbox finds it to hide.
+fn create_file_sink(root: &Path, path: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    no_symlink_below(root, path)?;
+    std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .custom_flags(nix::libc::O_NOFOLLOW)
+        .open(path)
+        .map(drop)
+        .with_context(|| format!("cannot open the audit sink {}", path.display()))
+}
+
 /// Refuses a file sink reached through a symlink anywhere below the
 /// project root: a repository could ship `logs/audit.jsonl -> ~/.bashrc`,
 /// and the supervisor, outside the wall, would append the agent's requests
@@ -623,9 +843,29 @@ fn not_enforced_notes(s: &Settings) -> Vec<String> {
 
 struct Hooks<'g> {
     init_pid: &'g std::sync::atomic::AtomicI32,
-    gate: &'g Gate,
-    proxy: &'g blastwall_proxy::Proxy,
-    runtime: &'g tokio::runtime::Runtime,
+    /// The session being prepared beside the sandbox, until it is joined.
+    pending: Option<std::sync::mpsc::Receiver<Result<Ready, String>>>,
+    ready: Option<Ready>,
+    /// Where the trust store with the session CA goes inside.
+    bundle: PathBuf,
+    /// Where the outcome goes as soon as the command's end is known.
+    ended: Option<std::sync::mpsc::SyncSender<blastwall_sandbox::RunOutcome>>,
+}
+
+/// The prepared session, as the sandbox's hooks use it.
+struct Ready {
+    gate: Arc<Gate>,
+    proxy: blastwall_proxy::Proxy,
+    runtime: tokio::runtime::Handle,
+    bundle: Vec<u8>,
+}
+
+impl Hooks<'_> {
+    fn ready(&self) -> Result<&Ready, String> {
+        self.ready
+            .as_ref()
+            .ok_or_else(|| "the session is not prepared".to_owned())
+    }
 }
 
 impl SupervisorHooks for Hooks<'_> {
@@ -635,20 +875,38 @@ impl SupervisorHooks for Hooks<'_> {
         Ok(())
     }
 
+    fn before_start(&mut self) -> Result<Vec<blastwall_sandbox::InjectedFile>, String> {
+        let pending = self
+            .pending
+            .take()
+            .ok_or_else(|| "the session was joined already".to_owned())?;
+        let mut ready = pending
+            .recv()
+            .map_err(|_| "the session's preparation ended without a result".to_owned())?
+            .map_err(|e| format!("the session could not be prepared: {e}"))?;
+        let contents = std::mem::take(&mut ready.bundle);
+        self.ready = Some(ready);
+        Ok(vec![blastwall_sandbox::InjectedFile {
+            path: self.bundle.clone(),
+            contents,
+        }])
+    }
+
     fn loopback_listeners(
         &mut self,
         listeners: Vec<(u16, std::net::TcpListener)>,
     ) -> Result<(), String> {
+        let r = self.ready()?;
         for (port, l) in listeners {
             l.set_nonblocking(true)
                 .map_err(|e| format!("proxy listener on port {port}: {e}"))?;
             let serve: std::pin::Pin<Box<dyn Future<Output = _> + Send>> = match port {
-                TRANSPARENT_HTTP => Box::pin(self.proxy.serve_transparent(l, port, false)),
-                TRANSPARENT_TLS => Box::pin(self.proxy.serve_transparent(l, port, true)),
-                PROXY_PORT => Box::pin(self.proxy.serve(l)),
-                _ => Box::pin(self.proxy.serve_transparent_any(l, port)),
+                TRANSPARENT_HTTP => Box::pin(r.proxy.serve_transparent(l, port, false)),
+                TRANSPARENT_TLS => Box::pin(r.proxy.serve_transparent(l, port, true)),
+                PROXY_PORT => Box::pin(r.proxy.serve(l)),
+                _ => Box::pin(r.proxy.serve_transparent_any(l, port)),
             };
-            self.runtime.spawn(async move {
+            r.runtime.spawn(async move {
                 if let Err(e) = serve.await {
                     eprintln!("blastwall: the proxy stopped on port {port}: {e}");
                 }
@@ -658,9 +916,10 @@ impl SupervisorHooks for Hooks<'_> {
     }
 
     fn loopback_udp(&mut self, sockets: Vec<(u16, std::net::UdpSocket)>) -> Result<(), String> {
+        let r = self.ready()?;
         for (port, u) in sockets {
-            let serve = self.proxy.serve_dns(u);
-            self.runtime.spawn(async move {
+            let serve = r.proxy.serve_dns(u);
+            r.runtime.spawn(async move {
                 if let Err(e) = serve.await {
                     eprintln!("blastwall: the name server stopped on port {port}: {e}");
                 }
@@ -669,9 +928,17 @@ impl SupervisorHooks for Hooks<'_> {
         Ok(())
     }
 
+    fn ended(&mut self, outcome: &blastwall_sandbox::RunOutcome) {
+        if let Some(tx) = self.ended.take() {
+            let _ = tx.send(outcome.clone());
+        }
+    }
+
     fn hidden_path_touched(&mut self, path: &Path) {
         // Every attempt is on record; the first raises an alert.
-        let _ = self.gate.hidden_path(path);
+        if let Some(r) = &self.ready {
+            let _ = r.gate.hidden_path(path);
+        }
     }
 }
 

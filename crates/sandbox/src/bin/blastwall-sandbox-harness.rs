@@ -1,9 +1,11 @@
 //! Test harness: runs one sandbox from a JSON spec, the way the `blastwall`
 //! binary will (same hidden init entry point).
 //!
-//! - `blastwall-sandbox-harness run SPEC.json OUTCOME.json`: runs the spec,
-//!   writes the [`RunOutcome`] (or `{"error": "..."}`) to OUTCOME.json and
-//!   exits with the command's shell status (125 on a sandbox error).
+//! - `blastwall-sandbox-harness run SPEC.json OUTCOME.json [LATE.json]`:
+//!   runs the spec, writes the [`RunOutcome`] (or `{"error": "..."}`) to
+//!   OUTCOME.json and exits with the command's shell status (125 on a
+//!   sandbox error). LATE.json, a list of injected files, is what the
+//!   harness gives at [`SupervisorHooks::before_start`].
 //! - `blastwall-sandbox-harness filter-only CMD [ARGS…]`: sets
 //!   no_new_privs, installs only the seccomp filter and executes CMD, to
 //!   prove each rule where the kernel alone would allow the call.
@@ -12,13 +14,20 @@
 
 use std::process::ExitCode;
 
-use blastwall_sandbox::{SandboxSpec, SupervisorHooks};
+use blastwall_sandbox::{InjectedFile, SandboxSpec, SupervisorHooks};
 
 /// Accepts on the loopback listeners from the supervisor side and greets
-/// each connection, so tests can see the one way out work.
-struct Greeter;
+/// each connection, so tests can see the one way out work; gives the
+/// injected files of LATE.json before the start.
+struct Greeter {
+    late: Vec<InjectedFile>,
+}
 
 impl SupervisorHooks for Greeter {
+    fn before_start(&mut self) -> Result<Vec<InjectedFile>, String> {
+        Ok(std::mem::take(&mut self.late))
+    }
+
     fn loopback_listeners(
         &mut self,
         listeners: Vec<(u16, std::net::TcpListener)>,
@@ -82,7 +91,19 @@ fn run(args: &[std::ffi::OsString]) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let result = blastwall_sandbox::run(&spec, &mut Greeter);
+    let late: Vec<InjectedFile> = match args.get(2).map(|p| {
+        std::fs::read(p)
+            .map_err(|e| e.to_string())
+            .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
+    }) {
+        None => Vec::new(),
+        Some(Ok(l)) => l,
+        Some(Err(e)) => {
+            eprintln!("cannot read the late injected files: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = blastwall_sandbox::run(&spec, &mut Greeter { late });
     let (json, code) = match &result {
         Ok(outcome) => (
             serde_json::to_string_pretty(outcome).unwrap_or_default(),

@@ -38,6 +38,8 @@ pub(crate) fn os(s: &str) -> OsString {
 pub(crate) struct Fixture {
     pub(crate) dir: tempfile::TempDir,
     pub(crate) spec: SandboxSpec,
+    /// Injected files the harness gives at `before_start`.
+    pub(crate) late: Vec<blastwall_sandbox::InjectedFile>,
 }
 
 impl Fixture {
@@ -84,7 +86,11 @@ impl Fixture {
             (os("HOME"), root.join("home").into_os_string()),
             (os("LANG"), os("C.UTF-8")),
         ];
-        Fixture { dir, spec }
+        Fixture {
+            dir,
+            spec,
+            late: Vec::new(),
+        }
     }
 
     pub(crate) fn path(&self, rel: &str) -> PathBuf {
@@ -124,12 +130,13 @@ impl Fixture {
             }
             None => Command::new(harness()),
         };
-        let output = cmd
-            .arg("run")
-            .arg(&spec_path)
-            .arg(&out_path)
-            .output()
-            .unwrap();
+        cmd.arg("run").arg(&spec_path).arg(&out_path);
+        if !self.late.is_empty() {
+            let late_path = self.path("late.json");
+            std::fs::write(&late_path, serde_json::to_vec(&self.late).unwrap()).unwrap();
+            cmd.arg(&late_path);
+        }
+        let output = cmd.output().unwrap();
         let outcome: serde_json::Value =
             serde_json::from_slice(&std::fs::read(&out_path).unwrap_or_default())
                 .unwrap_or(serde_json::Value::Null);

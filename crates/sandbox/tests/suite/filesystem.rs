@@ -406,6 +406,46 @@ fn memory_limit_stops_the_agent() {
     assert_eq!(r.outcome["memory_limit_hit"], true, "{:?}", r.outcome);
 }
 
+// A file whose contents the caller gives last (`before_start`, e.g. a CA
+// bundle whose CA is made while the sandbox comes up) shows those contents
+// inside, read-only; a late file the spec does not name stops the run.
+#[test]
+fn injected_contents_given_before_the_start_are_the_ones_inside() {
+    let Some(mut f) = sandbox() else { return };
+    let bundle = f.path("home/.ca-bundle.pem");
+    f.spec.injected = vec![blastwall_sandbox::InjectedFile {
+        path: bundle.clone(),
+        contents: Vec::new(),
+    }];
+    f.late = vec![blastwall_sandbox::InjectedFile {
+        path: bundle.clone(),
+        contents: b"late-ca-marker-4c2e\n".to_vec(),
+    }];
+    let r = f
+        .sh("cat ~/.ca-bundle.pem; echo x >> ~/.ca-bundle.pem && echo WROTE; true")
+        .ok();
+    let out = r.stdout();
+    assert!(out.contains("late-ca-marker-4c2e"), "{out}");
+    assert!(!out.contains("WROTE"), "the late view was writable: {out}");
+    assert!(
+        !bundle.exists(),
+        "the mount point must not appear on the host"
+    );
+
+    f.late = vec![blastwall_sandbox::InjectedFile {
+        path: f.path("home/not-in-the-spec"),
+        contents: b"x".to_vec(),
+    }];
+    let r = f.sh("echo RAN");
+    assert!(!r.stdout().contains("RAN"), "{}", r.stdout());
+    assert!(
+        r.error()
+            .is_some_and(|e| e.contains("not an injected file")),
+        "{:?}",
+        r.outcome
+    );
+}
+
 // Issue 3: `.git/config` and `~/.gitconfig` inside are sanitised views the
 // caller writes; the real files (with their tokens) never show, and the
 // views cannot be changed from inside.
