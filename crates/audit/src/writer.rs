@@ -12,6 +12,8 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::line::EncodeError;
+
 use crate::checkpoint::{self, CheckpointData, Checkpointer, Head};
 use crate::line;
 use crate::schema::{ChainHash, Kind, MAX_RECORD_BYTES};
@@ -701,6 +703,38 @@ impl<F: LogFile> AuditLog<F> {
         data: Value,
         time: Timestamp,
     ) -> Result<Appended, AuditError> {
+        if !data.is_object() {
+            return Err(AuditError::DataNotObject {
+                path: self.path.clone(),
+                seq: self.next_seq,
+                found: json_type(&data),
+            });
+        }
+        self.append_data_at(kind, &data, time)
+    }
+
+    /// Appends a record of `kind` whose `data` is `data` serialized straight
+    /// into the record, stamped with the clock's time: the same bytes as
+    /// [`AuditLog::append`] with `serde_json::to_value(data)`, without
+    /// building that value. `data` must serialize to a JSON object
+    /// ([`AuditError::DataNotObject`] otherwise, found when it is encoded).
+    pub fn append_data<T: Serialize + ?Sized>(
+        &mut self,
+        kind: Kind,
+        data: &T,
+    ) -> Result<Appended, AuditError> {
+        let time = self.clock.now();
+        self.append_data_at(kind, data, time)
+    }
+
+    /// [`AuditLog::append_data`], stamped with `time`; what follows the
+    /// record is as for [`AuditLog::append_at`].
+    pub fn append_data_at<T: Serialize + ?Sized>(
+        &mut self,
+        kind: Kind,
+        data: &T,
+        time: Timestamp,
+    ) -> Result<Appended, AuditError> {
         let seq = self.next_seq;
         self.check_usable()?;
         let rule = if kind == Kind::Checkpoint {
@@ -716,18 +750,11 @@ impl<F: LogFile> AuditLog<F> {
                 rule,
             });
         }
-        if !data.is_object() {
-            return Err(AuditError::DataNotObject {
-                path: self.path.clone(),
-                seq,
-                found: json_type(&data),
-            });
-        }
         if kind == Kind::SessionEnd {
             // Nothing follows session-end: the tap's pending alerts go first.
             self.record_tap_alerts()?;
         }
-        let appended = self.append_checked(kind, &data, time)?;
+        let appended = self.append_checked(kind, data, time)?;
         if !self.sealed {
             self.record_tap_alerts()?;
         }
@@ -750,10 +777,10 @@ impl<F: LogFile> AuditLog<F> {
 
     /// Writes a record that passed the checks, syncs it as the policy says,
     /// and writes a checkpoint after it when one is due.
-    fn append_checked(
+    fn append_checked<T: Serialize + ?Sized>(
         &mut self,
         kind: Kind,
-        data: &Value,
+        data: &T,
         time: Timestamp,
     ) -> Result<Appended, AuditError> {
         let appended = self.write_record(kind, data, time)?;
@@ -844,10 +871,10 @@ impl<F: LogFile> AuditLog<F> {
 
     /// Encodes and writes one record, updates the chain and hands the line
     /// to the tap. No sync.
-    fn write_record(
+    fn write_record<T: Serialize + ?Sized>(
         &mut self,
         kind: Kind,
-        data: &Value,
+        data: &T,
         time: Timestamp,
     ) -> Result<Appended, AuditError> {
         let seq = self.next_seq;
@@ -860,10 +887,17 @@ impl<F: LogFile> AuditLog<F> {
             data,
             &self.head,
         )
-        .map_err(|error| AuditError::Encode {
-            path: self.path.clone(),
-            seq,
-            error,
+        .map_err(|e| match e {
+            EncodeError::Serialize(error) => AuditError::Encode {
+                path: self.path.clone(),
+                seq,
+                error,
+            },
+            EncodeError::NotObject(found) => AuditError::DataNotObject {
+                path: self.path.clone(),
+                seq,
+                found,
+            },
         })?;
         if self.buf.len() > MAX_RECORD_BYTES {
             let len = self.buf.len();
