@@ -88,6 +88,23 @@ fn always_syncs_before_append_returns() -> TestResult {
     Ok(())
 }
 
+/// `append_data_unsynced` leaves `always`'s sync to the caller (a
+/// `Syncer`, outside the caller's lock); a `session-end` is still synced.
+#[test]
+fn unsynced_append_leaves_the_sync_to_the_caller() -> TestResult {
+    let mut log = fake(FsyncPolicy::Always)?;
+    log.append_data_unsynced(Kind::SessionStart, &json!({}))?;
+    log.append_data_unsynced(Kind::Decision, &json!({"verdict": "allow"}))?;
+    assert_eq!(log.file().kinds(), ["write", "write"]);
+    assert_eq!(log.durable_seq(), None);
+    log.sync()?;
+    assert_eq!(log.durable_seq(), Some(1));
+    log.append_data_unsynced(Kind::SessionEnd, &json!({}))?;
+    assert_eq!(log.file().kinds(), ["write", "write", "sync", "write", "sync"]);
+    assert_eq!(log.durable_seq(), Some(2));
+    Ok(())
+}
+
 #[test]
 fn never_does_not_sync() -> TestResult {
     let mut log = fake(FsyncPolicy::Never)?;
