@@ -530,13 +530,17 @@ pub fn relative_time(ns: i64, now: i64) -> String {
 /// Whether an action changes state if it goes ahead.
 pub fn side_effects(action: &Action) -> bool {
     match action {
-        Action::Net(n) => {
-            let safe = |m: &str| matches!(m, "GET" | "HEAD" | "OPTIONS" | "TRACE");
-            !safe(&n.method) || n.method_overrides.iter().any(|m| !safe(m))
-        }
+        Action::Net(n) => net_side_effects(n),
         Action::Exec(_) => true,
         Action::Fs(f) => f.op == FsOp::Write,
     }
+}
+
+/// [`side_effects`] of a network request, without wrapping it in an
+/// [`Action`] (which would take a copy of it).
+pub fn net_side_effects(n: &blastwall_policy::NetAction) -> bool {
+    let safe = |m: &str| matches!(m, "GET" | "HEAD" | "OPTIONS" | "TRACE");
+    !safe(&n.method) || n.method_overrides.iter().any(|m| !safe(m))
 }
 
 /// The action as it goes into the audit log (paths that are not UTF-8 are
@@ -553,16 +557,25 @@ pub fn action_json(action: &Action) -> Value {
 pub fn summarize(action: &Action) -> String {
     match action {
         Action::Net(n) => {
+            use std::fmt::Write as _;
             let scheme = match n.scheme {
                 blastwall_policy::Scheme::Http => "http",
                 blastwall_policy::Scheme::Https => "https",
             };
-            let port = if n.port == n.scheme.default_port() {
-                String::new()
-            } else {
-                format!(":{}", n.port)
+            // One allocation: the proxy builds this line for every request.
+            let host_len = match &n.host {
+                blastwall_policy::HostName::Domain(d) => d.len(),
+                blastwall_policy::HostName::Ip(_) => 41,
             };
-            format!("{} {scheme}://{}{port}{}", n.method, n.host, n.path)
+            let mut line =
+                String::with_capacity(n.method.len() + host_len + n.path.len() + 16);
+            // Writing into a String cannot fail.
+            let _ = write!(line, "{} {scheme}://{}", n.method, n.host);
+            if n.port != n.scheme.default_port() {
+                let _ = write!(line, ":{}", n.port);
+            }
+            line.push_str(&n.path);
+            line
         }
         Action::Exec(e) => format!("exec {}", e.argv.join(" ")),
         Action::Fs(f) => {
