@@ -25,6 +25,11 @@ impl HostName {
         if trimmed.is_empty() {
             return Err("empty host name".into());
         }
+        // Neither an IP literal (no `:`, no number last) nor anything the
+        // checks below refuse.
+        if let Some(name) = plain_ascii_name(trimmed) {
+            return Ok(HostName::Domain(name.to_owned()));
+        }
         if trimmed.contains(['/', '@', '?', '#', ' ', '\\']) {
             return Err(format!("`{raw}` is not a host name"));
         }
@@ -39,9 +44,6 @@ impl HostName {
             return Err(format!(
                 "`{raw}` is not a host name (a port belongs elsewhere)"
             ));
-        }
-        if let Some(name) = plain_ascii_name(trimmed) {
-            return Ok(HostName::Domain(name.to_owned()));
         }
         Self::parse_idna(raw, trimmed)
     }
