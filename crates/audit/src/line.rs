@@ -94,8 +94,6 @@ fn push_decimal(buf: &mut Vec<u8>, mut n: u64) {
     let mut at = digits.len();
     loop {
         at -= 1;
-        // `n % 10` is a single digit, so the cast cannot truncate.
-        #[expect(clippy::cast_possible_truncation)]
         let digit = (n % 10) as u8;
         digits[at] = b'0' + digit;
         n /= 10;

@@ -161,8 +161,6 @@ impl Timestamp {
 /// Every field fits its width: years end at 9999, nanoseconds below 10⁹.
 fn put_digits(out: &mut [u8], mut n: u64) {
     for d in out.iter_mut().rev() {
-        // `n % 10` is a single digit, so the cast cannot truncate.
-        #[expect(clippy::cast_possible_truncation)]
         let digit = (n % 10) as u8;
         *d = b'0' + digit;
         n /= 10;

@@ -269,6 +269,13 @@ impl<F: LogFile> Gate<F> {
         self.raise(&o);
     }
 
+    /// The audit log's fsync policy. Under [`FsyncPolicy::Always`] every
+    /// call that records something waits for `fdatasync` before it returns,
+    /// so an async caller runs those calls off its workers.
+    pub fn fsync_policy(&self) -> FsyncPolicy {
+        self.fsync
+    }
+
     /// The policy in force.
     pub fn policy(&self) -> &Policy {
         &self.policy
@@ -567,8 +574,7 @@ pub fn summarize(action: &Action) -> String {
                 blastwall_policy::HostName::Domain(d) => d.len(),
                 blastwall_policy::HostName::Ip(_) => 41,
             };
-            let mut line =
-                String::with_capacity(n.method.len() + host_len + n.path.len() + 16);
+            let mut line = String::with_capacity(n.method.len() + host_len + n.path.len() + 16);
             // Writing into a String cannot fail.
             let _ = write!(line, "{} {scheme}://{}", n.method, n.host);
             if n.port != n.scheme.default_port() {

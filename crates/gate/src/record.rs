@@ -11,8 +11,8 @@ use std::os::unix::ffi::OsStrExt as _;
 
 use blastwall_audit::bytes::HEX_KEY;
 use blastwall_policy::{Action, Labels, RuleRef, Verdict};
-use serde::ser::{SerializeMap as _, Serializer};
 use serde::Serialize;
+use serde::ser::{SerializeMap as _, Serializer};
 use serde_json::Value;
 
 /// A `decision` record from [`crate::Gate::check_with`].

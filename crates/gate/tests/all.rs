@@ -214,8 +214,7 @@ fn records_are_the_bytes_the_value_path_wrote() {
         req("POST", "/orders"),
         req("DELETE", "/orders/1"),
         Action::Net(
-            NetAction::from_request("GET", "https://evil.example.com:8443/a b", &[], None)
-                .unwrap(),
+            NetAction::from_request("GET", "https://evil.example.com:8443/a b", &[], None).unwrap(),
         ),
         Action::Net(
             NetAction::from_request(
@@ -301,8 +300,11 @@ fn records_are_the_bytes_the_value_path_wrote() {
     }
     g.alert(json!({"rule": "anomaly.x", "reason": "r", "n": 1}))
         .unwrap();
-    log.append(Kind::Alert, json!({"rule": "anomaly.x", "reason": "r", "n": 1}))
-        .unwrap();
+    log.append(
+        Kind::Alert,
+        json!({"rule": "anomaly.x", "reason": "r", "n": 1}),
+    )
+    .unwrap();
     g.finish(json!({"exit": 0})).unwrap();
     log.append(Kind::SessionEnd, json!({"exit": 0})).unwrap();
 
@@ -319,6 +321,12 @@ fn records_are_the_bytes_the_value_path_wrote() {
     };
     let got = writes(&rec);
     assert_eq!(writes(&want), got);
-    assert!(got.iter().any(|l| l.contains(r#"{"hex":"2f776f726b2f702f636166e9"}"#)));
-    assert!(got.iter().any(|l| l.contains(r#""graphql":{"kind":"calls""#)));
+    assert!(
+        got.iter()
+            .any(|l| l.contains(r#"{"hex":"2f776f726b2f702f636166e9"}"#))
+    );
+    assert!(
+        got.iter()
+            .any(|l| l.contains(r#""graphql":{"kind":"calls""#))
+    );
 }

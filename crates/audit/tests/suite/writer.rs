@@ -100,7 +100,10 @@ fn unsynced_append_leaves_the_sync_to_the_caller() -> TestResult {
     log.sync()?;
     assert_eq!(log.durable_seq(), Some(1));
     log.append_data_unsynced(Kind::SessionEnd, &json!({}))?;
-    assert_eq!(log.file().kinds(), ["write", "write", "sync", "write", "sync"]);
+    assert_eq!(
+        log.file().kinds(),
+        ["write", "write", "sync", "write", "sync"]
+    );
     assert_eq!(log.durable_seq(), Some(2));
     Ok(())
 }
