@@ -415,10 +415,23 @@ impl<F: LogFile> Gate<F> {
 
     /// Records what became of the action decided in record `seq`.
     pub fn outcome_of(&self, seq: u64, outcome: &str, detail: Value) -> Result<(), GateError> {
+        self.outcome_data(seq, outcome, &detail)
+    }
+
+    /// [`Gate::outcome_of`] with a `detail` serialized straight into the
+    /// record (a struct, or a `Value`): the same bytes as its
+    /// `serde_json::to_value`, without building it. `detail` must serialize
+    /// to a JSON object for the record to read as documented.
+    pub fn outcome_data<T: Serialize + ?Sized>(
+        &self,
+        seq: u64,
+        outcome: &str,
+        detail: &T,
+    ) -> Result<(), GateError> {
         let data = OutcomeRecord {
             decision_seq: seq,
             outcome,
-            detail: &detail,
+            detail,
         };
         self.append(Kind::Outcome, &data, false)?;
         Ok(())

@@ -45,10 +45,10 @@ pub(crate) struct RefusalRecord<'a> {
 
 /// An `outcome` record.
 #[derive(Serialize)]
-pub(crate) struct OutcomeRecord<'a> {
+pub(crate) struct OutcomeRecord<'a, T: Serialize + ?Sized> {
     pub(crate) decision_seq: u64,
     pub(crate) outcome: &'a str,
-    pub(crate) detail: &'a Value,
+    pub(crate) detail: &'a T,
 }
 
 /// A built-in rule, serialized as a [`RuleRef`] (`file` "blastwall", line

@@ -268,6 +268,21 @@ fn records_are_the_bytes_the_value_path_wrote() {
         )
         .unwrap();
     }
+    #[derive(serde::Serialize)]
+    struct Forwarded<'a> {
+        status: u16,
+        upstream: &'a str,
+    }
+    let typed = Forwarded {
+        status: 502,
+        upstream: "[::1]:8443",
+    };
+    g.outcome_data(1, "forwarded", &typed).unwrap();
+    log.append(
+        Kind::Outcome,
+        json!({"decision_seq": 1, "outcome": "forwarded", "detail": {"status": 502, "upstream": "[::1]:8443"}}),
+    )
+    .unwrap();
     for action in [None, Some(&actions[0]), Some(&actions[6])] {
         g.refuse(
             action,
