@@ -28,7 +28,7 @@
 //! And, in `audit_durable_threads`, 4 or 16 threads each appending a record
 //! and waiting until it is durable (the gate's pattern for actions with side
 //! effects, `Batch` policy): `sync_under_lock_N` syncs while holding the
-//! log's mutex, as `Gate` does today; `syncer_group_commit_N` releases it and
+//! log's mutex, as `Gate` did before group commit; `syncer_group_commit_N` releases it and
 //! syncs through a `Syncer`, so one `fdatasync` covers every record
 //! appended meanwhile. Each record's `Value` is built (before taking the
 //! lock) inside the timed part here.
@@ -172,7 +172,7 @@ fn floor(iters: u64) -> Duration {
 
 /// Times `iters` durable appends from `threads` threads sharing one log
 /// behind a mutex, as the gate does: each appends under the lock, then
-/// either syncs under it too (`syncer` false: what `Gate` does today) or
+/// either syncs under it too (`syncer` false: what `Gate` did before group commit) or
 /// releases it and waits on a shared [`blastwall_audit::Syncer`] (group
 /// commit across threads).
 fn run_threads(iters: u64, threads: u64, syncer: bool) -> Duration {
