@@ -576,26 +576,7 @@ pub fn action_json(action: &Action) -> Value {
 /// One line saying what the action is.
 pub fn summarize(action: &Action) -> String {
     match action {
-        Action::Net(n) => {
-            use std::fmt::Write as _;
-            let scheme = match n.scheme {
-                blastwall_policy::Scheme::Http => "http",
-                blastwall_policy::Scheme::Https => "https",
-            };
-            // One allocation: the proxy builds this line for every request.
-            let host_len = match &n.host {
-                blastwall_policy::HostName::Domain(d) => d.len(),
-                blastwall_policy::HostName::Ip(_) => 41,
-            };
-            let mut line = String::with_capacity(n.method.len() + host_len + n.path.len() + 16);
-            // Writing into a String cannot fail.
-            let _ = write!(line, "{} {scheme}://{}", n.method, n.host);
-            if n.port != n.scheme.default_port() {
-                let _ = write!(line, ":{}", n.port);
-            }
-            line.push_str(&n.path);
-            line
-        }
+        Action::Net(n) => summarize_net(n),
         Action::Exec(e) => format!("exec {}", e.argv.join(" ")),
         Action::Fs(f) => {
             let op = match f.op {
@@ -605,4 +586,27 @@ pub fn summarize(action: &Action) -> String {
             format!("{op} {}", f.path.display())
         }
     }
+}
+
+/// [`summarize`] of a network request, without wrapping it in an
+/// [`Action`] (which would take a copy of it).
+pub fn summarize_net(n: &blastwall_policy::NetAction) -> String {
+    use std::fmt::Write as _;
+    let scheme = match n.scheme {
+        blastwall_policy::Scheme::Http => "http",
+        blastwall_policy::Scheme::Https => "https",
+    };
+    // One allocation: the proxy builds this line for every request.
+    let host_len = match &n.host {
+        blastwall_policy::HostName::Domain(d) => d.len(),
+        blastwall_policy::HostName::Ip(_) => 41,
+    };
+    let mut line = String::with_capacity(n.method.len() + host_len + n.path.len() + 16);
+    // Writing into a String cannot fail.
+    let _ = write!(line, "{} {scheme}://{}", n.method, n.host);
+    if n.port != n.scheme.default_port() {
+        let _ = write!(line, ":{}", n.port);
+    }
+    line.push_str(&n.path);
+    line
 }
