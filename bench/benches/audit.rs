@@ -28,10 +28,18 @@
 //! And, in `audit_durable_threads`, 4 or 16 threads each appending a record
 //! and waiting until it is durable (the gate's pattern for actions with side
 //! effects, `Batch` policy): `sync_under_lock_N` syncs while holding the
-//! log's mutex, as `Gate` does today; `syncer_group_commit_N` releases it and
+//! log's mutex, as `Gate` did before group commit; `syncer_group_commit_N` releases it and
 //! syncs through a `Syncer`, so one `fdatasync` covers every record
 //! appended meanwhile. Each record's `Value` is built (before taking the
 //! lock) inside the timed part here.
+//!
+//! And, in `gate_request`, what the gate costs one proxied request end to
+//! end: `Gate::check_with` on a GET (decide, build the decision record,
+//! encode, chain, write) then `Gate::outcome` (the outcome record), on a
+//! 200-rule manifest, `FsyncPolicy::Batch` (a read: written, not synced),
+//! with group commit as the proxy runs it. `Gate::check_with` + `outcome`
+//! is the one API this case uses, so it runs unchanged on older trees for
+//! before/after figures.
 
 use std::hint::black_box;
 use std::io::Write as _;
@@ -42,6 +50,9 @@ use std::time::{Duration, Instant};
 
 use blastwall_audit::sinks::{SinkConfig, Sinks};
 use blastwall_audit::{AuditLog, CheckpointEvery, Checkpointer, FsyncPolicy, Kind, SigningKey};
+use blastwall_bench::{BUSY_HOST, HOME, PROJECT_ROOT, manifest};
+use blastwall_gate::Gate;
+use blastwall_policy::{Action, Context, NetAction, Origin, Source, Verdict};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use serde_json::{Value, json};
 
@@ -161,7 +172,7 @@ fn floor(iters: u64) -> Duration {
 
 /// Times `iters` durable appends from `threads` threads sharing one log
 /// behind a mutex, as the gate does: each appends under the lock, then
-/// either syncs under it too (`syncer` false: what `Gate` does today) or
+/// either syncs under it too (`syncer` false: what `Gate` did before group commit) or
 /// releases it and waits on a shared [`blastwall_audit::Syncer`] (group
 /// commit across threads).
 fn run_threads(iters: u64, threads: u64, syncer: bool) -> Duration {
@@ -285,5 +296,67 @@ fn append(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, append);
+/// `iters` GETs through `Gate::check_with` and `Gate::outcome`, on a fresh
+/// log under `Batch` with group commit.
+fn run_gate(iters: u64, gate_policy: &Arc<blastwall_policy::Policy>, action: &Action) -> Duration {
+    let (path, log) = fresh_log(FsyncPolicy::Batch);
+    let gate = match Gate::new(Arc::clone(gate_policy), log).with_group_commit() {
+        Ok(g) => g,
+        Err(e) => panic!("{e}"),
+    };
+    let start = Instant::now();
+    for _ in 0..iters {
+        let release = match gate.check_with(black_box(action), false) {
+            Ok(r) => r,
+            Err(r) => panic!("refused: {r}"),
+        };
+        if let Err(e) = gate.outcome(
+            &release,
+            "forwarded",
+            json!({"status": 200, "upstream": "127.0.0.1:443"}),
+        ) {
+            panic!("{e}");
+        }
+    }
+    let took = start.elapsed();
+    drop(gate);
+    let _ = std::fs::remove_file(&path);
+    took
+}
+
+fn gate_request(c: &mut Criterion) {
+    let cx = Context {
+        origin: Origin::Project,
+        project_root: PROJECT_ROOT.into(),
+        home: HOME.into(),
+        user: None,
+        enforce: false,
+    };
+    let text = manifest();
+    let policy = match blastwall_policy::load(&Source::new("blastwall.toml", text.as_str()), &cx) {
+        Ok(l) => Arc::new(l.policy),
+        Err(d) => panic!("the bench manifest does not load: {d:?}"),
+    };
+    let headers = [
+        ("Host".to_owned(), BUSY_HOST.to_owned()),
+        ("User-Agent".to_owned(), "proxy-bench".to_owned()),
+        ("Accept".to_owned(), "*/*".to_owned()),
+    ];
+    let url = format!("https://{BUSY_HOST}/v2/repos/blastwall/releases/7/assets");
+    let action = match NetAction::from_request("GET", &url, &headers, None) {
+        Ok(a) => Action::Net(a),
+        Err(e) => panic!("{e}"),
+    };
+    if policy.decide(&action).verdict != Verdict::Allow {
+        panic!("the bench GET is not allowed by the manifest");
+    }
+    let mut g = c.benchmark_group("gate_request");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("check_with_outcome_get", |b| {
+        b.iter_custom(|iters| run_gate(iters, &policy, &action));
+    });
+    g.finish();
+}
+
+criterion_group!(benches, append, gate_request);
 criterion_main!(benches);

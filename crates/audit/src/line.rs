@@ -5,9 +5,9 @@
 //! its hash member cut out: the bytes up to and including the `prev` value,
 //! then `}`.
 
-use std::io::{self, Write as _};
+use std::io;
 
-use serde_json::Value;
+use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 
 use crate::schema::{ChainHash, Kind, SCHEMA_VERSION};
@@ -20,28 +20,47 @@ const HASH_CLOSE: &[u8] = b"\"}";
 /// Length of `,"hash":"<64 hex>"}`.
 pub(crate) const HASH_SUFFIX_LEN: usize = HASH_OPEN.len() + 64 + HASH_CLOSE.len();
 
+/// Why [`encode`] built no record.
+#[derive(Debug)]
+pub(crate) enum EncodeError {
+    /// `data` did not serialize.
+    Serialize(io::Error),
+    /// `data` serialized to a JSON value that is not an object (its type).
+    NotObject(&'static str),
+}
+
 /// Builds one record, newline included, into `buf` (cleared first) and
 /// returns its hash. `session_json` is the session id already encoded as a
-/// JSON string. Only `buf` grows; nothing else is allocated.
-pub(crate) fn encode(
+/// JSON string. `data` is serialized straight into `buf` (no intermediate
+/// `serde_json::Value`) and must come out as a JSON object. Only `buf`
+/// grows; nothing else is allocated.
+pub(crate) fn encode<T: Serialize + ?Sized>(
     buf: &mut Vec<u8>,
     seq: u64,
     time: Timestamp,
     session_json: &[u8],
     kind: Kind,
-    data: &Value,
+    data: &T,
     prev: &ChainHash,
-) -> io::Result<ChainHash> {
+) -> Result<ChainHash, EncodeError> {
     buf.clear();
-    write!(
-        buf,
-        "{{\"v\":{SCHEMA_VERSION},\"seq\":{seq},\"time\":\"{time}\",\"session\":"
-    )?;
+    buf.extend_from_slice(b"{\"v\":");
+    push_decimal(buf, u64::from(SCHEMA_VERSION));
+    buf.extend_from_slice(b",\"seq\":");
+    push_decimal(buf, seq);
+    buf.extend_from_slice(b",\"time\":\"");
+    buf.extend_from_slice(&time.rfc3339());
+    buf.extend_from_slice(b"\",\"session\":");
     buf.extend_from_slice(session_json);
     buf.extend_from_slice(b",\"kind\":\"");
     buf.extend_from_slice(kind.as_str().as_bytes());
     buf.extend_from_slice(b"\",\"data\":");
-    serde_json::to_writer(&mut *buf, data).map_err(io::Error::other)?;
+    let data_at = buf.len();
+    serde_json::to_writer(&mut *buf, data)
+        .map_err(|e| EncodeError::Serialize(io::Error::other(e)))?;
+    if let Some(found) = not_an_object(buf.get(data_at..).unwrap_or_default()) {
+        return Err(EncodeError::NotObject(found));
+    }
     buf.extend_from_slice(b",\"prev\":\"");
     buf.extend_from_slice(&prev.hex());
     buf.extend_from_slice(b"\"}");
@@ -53,6 +72,36 @@ pub(crate) fn encode(
     buf.extend_from_slice(HASH_CLOSE);
     buf.push(b'\n');
     Ok(hash)
+}
+
+/// `None` if `json` (what `serde_json` wrote for one value) is an object,
+/// else the type it is, named as in [`crate::AuditError::DataNotObject`].
+fn not_an_object(json: &[u8]) -> Option<&'static str> {
+    match json.first() {
+        Some(b'{') => None,
+        Some(b'n') | None => Some("null"),
+        Some(b't' | b'f') => Some("a boolean"),
+        Some(b'"') => Some("a string"),
+        Some(b'[') => Some("an array"),
+        Some(_) => Some("a number"),
+    }
+}
+
+/// Appends `n` in decimal, as `write!(buf, "{n}")` would, without the
+/// formatting machinery.
+fn push_decimal(buf: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        let digit = (n % 10) as u8;
+        digits[at] = b'0' + digit;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    buf.extend_from_slice(&digits[at..]);
 }
 
 /// The result of cutting the hash member off a record (newline removed).

@@ -139,14 +139,39 @@ fn days_in_month(year: u64, month: u64) -> u64 {
     }
 }
 
+impl Timestamp {
+    /// The 30 bytes of the log's form, `YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ`,
+    /// written digit by digit (the writer stamps every record with this;
+    /// `Display` prints the same bytes).
+    pub(crate) fn rfc3339(&self) -> [u8; 30] {
+        let t = self.fields();
+        let mut out = *b"0000-00-00T00:00:00.000000000Z";
+        put_digits(&mut out[0..4], t.year);
+        put_digits(&mut out[5..7], t.month);
+        put_digits(&mut out[8..10], t.day);
+        put_digits(&mut out[11..13], t.hour);
+        put_digits(&mut out[14..16], t.minute);
+        put_digits(&mut out[17..19], t.second);
+        put_digits(&mut out[20..29], u64::from(t.nanos));
+        out
+    }
+}
+
+/// Writes the low `out.len()` decimal digits of `n` into `out`, zero-padded.
+/// Every field fits its width: years end at 9999, nanoseconds below 10⁹.
+fn put_digits(out: &mut [u8], mut n: u64) {
+    for d in out.iter_mut().rev() {
+        let digit = (n % 10) as u8;
+        *d = b'0' + digit;
+        n /= 10;
+    }
+}
+
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let t = self.fields();
-        write!(
-            f,
-            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:09}Z",
-            t.year, t.month, t.day, t.hour, t.minute, t.second, t.nanos
-        )
+        let text = self.rfc3339();
+        // Digits and ASCII punctuation only.
+        f.write_str(std::str::from_utf8(&text).map_err(|_| fmt::Error)?)
     }
 }
 

@@ -12,6 +12,8 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::line::EncodeError;
+
 use crate::checkpoint::{self, CheckpointData, Checkpointer, Head};
 use crate::line;
 use crate::schema::{ChainHash, Kind, MAX_RECORD_BYTES};
@@ -427,6 +429,16 @@ struct Checkpointing {
     last_at: Instant,
 }
 
+/// Who syncs a record that [`FsyncPolicy::Always`] wants durable before the
+/// append returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SyncBy {
+    /// The writer, before `append` returns.
+    Writer,
+    /// The caller, through a [`Syncer`], once it has released the writer.
+    Caller,
+}
+
 /// The line buffer is kept between appends; after an unusually large record
 /// it shrinks back to this size.
 const KEEP_BUFFER: usize = 64 * 1024;
@@ -701,6 +713,66 @@ impl<F: LogFile> AuditLog<F> {
         data: Value,
         time: Timestamp,
     ) -> Result<Appended, AuditError> {
+        if !data.is_object() {
+            return Err(AuditError::DataNotObject {
+                path: self.path.clone(),
+                seq: self.next_seq,
+                found: json_type(&data),
+            });
+        }
+        self.append_data_at(kind, &data, time)
+    }
+
+    /// Appends a record of `kind` whose `data` is `data` serialized straight
+    /// into the record, stamped with the clock's time: the same bytes as
+    /// [`AuditLog::append`] with `serde_json::to_value(data)`, without
+    /// building that value. `data` must serialize to a JSON object
+    /// ([`AuditError::DataNotObject`] otherwise, found when it is encoded).
+    pub fn append_data<T: Serialize + ?Sized>(
+        &mut self,
+        kind: Kind,
+        data: &T,
+    ) -> Result<Appended, AuditError> {
+        let time = self.clock.now();
+        self.append_data_at(kind, data, time)
+    }
+
+    /// [`AuditLog::append_data`], stamped with `time`; what follows the
+    /// record is as for [`AuditLog::append_at`].
+    pub fn append_data_at<T: Serialize + ?Sized>(
+        &mut self,
+        kind: Kind,
+        data: &T,
+        time: Timestamp,
+    ) -> Result<Appended, AuditError> {
+        self.append_with(kind, data, time, SyncBy::Writer)
+    }
+
+    /// [`AuditLog::append_data`], except that under [`FsyncPolicy::Always`]
+    /// the record is only written: the caller makes it durable with
+    /// [`Syncer::sync_through`] (through [`AuditLog::next_seq`] − 1, which
+    /// covers the tap's alerts that may follow it) after releasing its lock
+    /// on this writer, and before it releases the action, so that callers
+    /// appending meanwhile share one `fdatasync` and none waits for the disk
+    /// holding the lock. A `session-end` and checkpoints are synced here as
+    /// usual. Under [`FsyncPolicy::Batch`] and [`FsyncPolicy::Never`] it is
+    /// `append_data`.
+    pub fn append_data_unsynced<T: Serialize + ?Sized>(
+        &mut self,
+        kind: Kind,
+        data: &T,
+    ) -> Result<Appended, AuditError> {
+        let time = self.clock.now();
+        self.append_with(kind, data, time, SyncBy::Caller)
+    }
+
+    fn append_with<T: Serialize + ?Sized>(
+        &mut self,
+        kind: Kind,
+        data: &T,
+        time: Timestamp,
+        sync_by: SyncBy,
+    ) -> Result<Appended, AuditError> {
         let seq = self.next_seq;
         self.check_usable()?;
         let rule = if kind == Kind::Checkpoint {
@@ -716,26 +788,19 @@ impl<F: LogFile> AuditLog<F> {
                 rule,
             });
         }
-        if !data.is_object() {
-            return Err(AuditError::DataNotObject {
-                path: self.path.clone(),
-                seq,
-                found: json_type(&data),
-            });
-        }
         if kind == Kind::SessionEnd {
             // Nothing follows session-end: the tap's pending alerts go first.
-            self.record_tap_alerts()?;
+            self.record_tap_alerts(sync_by)?;
         }
-        let appended = self.append_checked(kind, &data, time)?;
+        let appended = self.append_checked(kind, data, time, sync_by)?;
         if !self.sealed {
-            self.record_tap_alerts()?;
+            self.record_tap_alerts(sync_by)?;
         }
         Ok(appended)
     }
 
     /// Writes the alerts the tap has pending as `alert` records.
-    fn record_tap_alerts(&mut self) -> Result<(), AuditError> {
+    fn record_tap_alerts(&mut self, sync_by: SyncBy) -> Result<(), AuditError> {
         let alerts = self
             .tap
             .as_ref()
@@ -743,25 +808,26 @@ impl<F: LogFile> AuditLog<F> {
             .unwrap_or_default();
         for alert in alerts.into_iter().filter(Value::is_object) {
             let time = self.clock.now();
-            self.append_checked(Kind::Alert, &alert, time)?;
+            self.append_checked(Kind::Alert, &alert, time, sync_by)?;
         }
         Ok(())
     }
 
     /// Writes a record that passed the checks, syncs it as the policy says,
     /// and writes a checkpoint after it when one is due.
-    fn append_checked(
+    fn append_checked<T: Serialize + ?Sized>(
         &mut self,
         kind: Kind,
-        data: &Value,
+        data: &T,
         time: Timestamp,
+        sync_by: SyncBy,
     ) -> Result<Appended, AuditError> {
         let appended = self.write_record(kind, data, time)?;
         if let Some(c) = &mut self.checkpoints {
             c.since += 1;
         }
         let sync_now = match self.fsync {
-            FsyncPolicy::Always => true,
+            FsyncPolicy::Always => sync_by == SyncBy::Writer || kind == Kind::SessionEnd,
             FsyncPolicy::Batch => kind == Kind::SessionEnd,
             FsyncPolicy::Never => false,
         };
@@ -844,10 +910,10 @@ impl<F: LogFile> AuditLog<F> {
 
     /// Encodes and writes one record, updates the chain and hands the line
     /// to the tap. No sync.
-    fn write_record(
+    fn write_record<T: Serialize + ?Sized>(
         &mut self,
         kind: Kind,
-        data: &Value,
+        data: &T,
         time: Timestamp,
     ) -> Result<Appended, AuditError> {
         let seq = self.next_seq;
@@ -860,10 +926,17 @@ impl<F: LogFile> AuditLog<F> {
             data,
             &self.head,
         )
-        .map_err(|error| AuditError::Encode {
-            path: self.path.clone(),
-            seq,
-            error,
+        .map_err(|e| match e {
+            EncodeError::Serialize(error) => AuditError::Encode {
+                path: self.path.clone(),
+                seq,
+                error,
+            },
+            EncodeError::NotObject(found) => AuditError::DataNotObject {
+                path: self.path.clone(),
+                seq,
+                found,
+            },
         })?;
         if self.buf.len() > MAX_RECORD_BYTES {
             let len = self.buf.len();

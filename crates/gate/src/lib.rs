@@ -17,6 +17,7 @@
 
 pub mod approval;
 mod queue;
+mod record;
 pub mod summary;
 
 pub use approval::{Approval, ApprovalStore, Query, SqliteStore, State, StoreError};
@@ -34,6 +35,8 @@ use blastwall_audit::{AuditError, AuditLog, FsyncPolicy, Kind, LogFile};
 use blastwall_policy::{Action, Decision, FsOp, FsyncMode, Labels, Policy, RuleRef, Verdict};
 use serde::Serialize;
 use serde_json::{Value, json};
+
+use crate::record::{ActionRecord, BuiltinRule, DecisionRecord, OutcomeRecord, RefusalRecord};
 
 /// The audit flush policy a manifest's `[audit] fsync` asks for.
 pub fn fsync_policy(mode: FsyncMode) -> FsyncPolicy {
@@ -123,6 +126,8 @@ pub struct Gate<F: LogFile = std::fs::File> {
     anomaly: Option<Anomaly>,
     /// Group commit outside the log's lock, when the log is a real file.
     syncer: Option<blastwall_audit::Syncer>,
+    /// The log's fsync policy (fixed when the log is opened).
+    fsync: FsyncPolicy,
 }
 
 /// The anomaly rules of a gate, and who is told when one fires.
@@ -147,6 +152,7 @@ impl<F: LogFile> Gate<F> {
     pub fn new(policy: Arc<Policy>, log: AuditLog<F>) -> Gate<F> {
         Gate {
             policy,
+            fsync: log.fsync_policy(),
             log: Mutex::new(log),
             queue: None,
             anomaly: None,
@@ -263,6 +269,13 @@ impl<F: LogFile> Gate<F> {
         self.raise(&o);
     }
 
+    /// The audit log's fsync policy. Under [`FsyncPolicy::Always`] every
+    /// call that records something waits for `fdatasync` before it returns,
+    /// so an async caller runs those calls off its workers.
+    pub fn fsync_policy(&self) -> FsyncPolicy {
+        self.fsync
+    }
+
     /// The policy in force.
     pub fn policy(&self) -> &Policy {
         &self.policy
@@ -289,37 +302,39 @@ impl<F: LogFile> Gate<F> {
         // An ask the queue will hold gets its approval's id on record now.
         let approval =
             (decision.verdict == Verdict::Ask && self.queue.is_some()).then(approval::new_id);
-        let data = json!({
-            "action": action_json(action),
-            "verdict": decision.verdict,
-            "rule": decision.rule,
-            "reason": decision.reason,
-            "labels": decision.labels,
-            "subject": decision.subject,
-            "side_effects": side_effects,
-            "approval": approval,
-        });
+        let data = DecisionRecord {
+            action: ActionRecord(action),
+            verdict: decision.verdict,
+            rule: &decision.rule,
+            reason: &decision.reason,
+            labels: decision.labels,
+            subject: decision.subject.as_deref(),
+            side_effects,
+            approval: approval.as_deref(),
+        };
         // Append in one critical section and make durable in another, so
         // that one fdatasync covers every record appended meanwhile (group
         // commit): a request whose record an earlier sync already covered
         // is released without a sync of its own.
-        let appended = self.lock().append(Kind::Decision, data).map(|a| a.seq);
-        let recorded = appended.and_then(|seq| {
-            if side_effects && decision.verdict == Verdict::Allow {
-                match &self.syncer {
-                    // One caller syncs for everyone waiting; the others
-                    // wake when it is done, and none holds the log's lock.
-                    Some(s) => s.sync_through(seq)?,
-                    None => {
-                        let mut log = self.lock();
-                        if log.durable_seq().is_none_or(|d| d < seq) {
-                            log.sync()?;
-                        }
-                    }
-                }
+        let durable = side_effects && decision.verdict == Verdict::Allow;
+        let recorded = match self.append(Kind::Decision, &data, durable) {
+            // The data is plain structs and strings; should serializing it
+            // ever fail, the action goes on record as `action_json` has it.
+            Err(AuditError::Encode { .. }) => {
+                let value = json!({
+                    "action": action_json(action),
+                    "verdict": decision.verdict,
+                    "rule": decision.rule,
+                    "reason": decision.reason,
+                    "labels": decision.labels,
+                    "subject": decision.subject,
+                    "side_effects": side_effects,
+                    "approval": approval,
+                });
+                self.append(Kind::Decision, &value, durable)
             }
-            Ok(seq)
-        });
+            other => other,
+        };
         let seq = match recorded {
             Ok(seq) => {
                 self.observe_decision(action, &decision, seq);
@@ -374,25 +389,18 @@ impl<F: LogFile> Gate<F> {
         summary: &str,
         detail: Value,
     ) -> Result<u64, GateError> {
-        let data = json!({
-            "action": action.map(action_json),
-            "verdict": Verdict::Deny,
-            "rule": RuleRef {
-                id: rule.into(),
-                file: "blastwall".into(),
-                line: 0,
-                col: 0,
-            },
-            "reason": reason,
-            "labels": [],
-            "subject": summary,
-            "side_effects": false,
-            "approval": Value::Null,
-            "detail": detail,
-        });
-        let mut log = self.lock();
-        let a = log.append(Kind::Decision, data)?;
-        Ok(a.seq)
+        let data = RefusalRecord {
+            action: action.map(ActionRecord),
+            verdict: Verdict::Deny,
+            rule: BuiltinRule::new(rule),
+            reason,
+            labels: [],
+            subject: summary,
+            side_effects: false,
+            approval: None,
+            detail: &detail,
+        };
+        Ok(self.append(Kind::Decision, &data, false)?)
     }
 
     /// Records what became of a released action.
@@ -407,19 +415,72 @@ impl<F: LogFile> Gate<F> {
 
     /// Records what became of the action decided in record `seq`.
     pub fn outcome_of(&self, seq: u64, outcome: &str, detail: Value) -> Result<(), GateError> {
-        self.lock().append(
-            Kind::Outcome,
-            json!({"decision_seq": seq, "outcome": outcome, "detail": detail}),
-        )?;
+        self.outcome_data(seq, outcome, &detail)
+    }
+
+    /// [`Gate::outcome_of`] with a `detail` serialized straight into the
+    /// record (a struct, or a `Value`): the same bytes as its
+    /// `serde_json::to_value`, without building it. `detail` must serialize
+    /// to a JSON object for the record to read as documented.
+    pub fn outcome_data<T: Serialize + ?Sized>(
+        &self,
+        seq: u64,
+        outcome: &str,
+        detail: &T,
+    ) -> Result<(), GateError> {
+        let data = OutcomeRecord {
+            decision_seq: seq,
+            outcome,
+            detail,
+        };
+        self.append(Kind::Outcome, &data, false)?;
         Ok(())
     }
 
-    /// Records an alert.
+    /// Records an alert, durably.
     pub fn alert(&self, data: Value) -> Result<u64, GateError> {
-        let mut log = self.lock();
-        let a = log.append(Kind::Alert, data)?;
-        log.sync()?;
-        Ok(a.seq)
+        Ok(self.append(Kind::Alert, &data, true)?)
+    }
+
+    /// Appends one record and returns its seq; durable before it returns
+    /// when `durable` (and every record under [`FsyncPolicy::Always`]).
+    ///
+    /// With group commit the record is appended under the log's lock and
+    /// synced after it is released, so that one `fdatasync` covers every
+    /// record appended meanwhile and no caller waits for the disk holding
+    /// the lock. Without it (a test's recording log), the log syncs under
+    /// the lock as its policy says.
+    fn append<T: Serialize + ?Sized>(
+        &self,
+        kind: Kind,
+        data: &T,
+        durable: bool,
+    ) -> Result<u64, AuditError> {
+        match &self.syncer {
+            Some(syncer) => {
+                let (seq, last) = {
+                    let mut log = self.lock();
+                    let a = log.append_data_unsynced(kind, data)?;
+                    // The tap's alerts may follow the record: under
+                    // `always` they are synced with it.
+                    (a.seq, log.next_seq().saturating_sub(1))
+                };
+                match self.fsync {
+                    FsyncPolicy::Always => syncer.sync_through(last)?,
+                    FsyncPolicy::Batch if durable => syncer.sync_through(seq)?,
+                    FsyncPolicy::Batch | FsyncPolicy::Never => {}
+                }
+                Ok(seq)
+            }
+            None => {
+                let mut log = self.lock();
+                let seq = log.append_data(kind, data)?.seq;
+                if durable && log.durable_seq().is_none_or(|d| d < seq) {
+                    log.sync()?;
+                }
+                Ok(seq)
+            }
+        }
     }
 
     /// Makes every record so far durable (the group commit of reads).
@@ -489,13 +550,17 @@ pub fn relative_time(ns: i64, now: i64) -> String {
 /// Whether an action changes state if it goes ahead.
 pub fn side_effects(action: &Action) -> bool {
     match action {
-        Action::Net(n) => {
-            let safe = |m: &str| matches!(m, "GET" | "HEAD" | "OPTIONS" | "TRACE");
-            !safe(&n.method) || n.method_overrides.iter().any(|m| !safe(m))
-        }
+        Action::Net(n) => net_side_effects(n),
         Action::Exec(_) => true,
         Action::Fs(f) => f.op == FsOp::Write,
     }
+}
+
+/// [`side_effects`] of a network request, without wrapping it in an
+/// [`Action`] (which would take a copy of it).
+pub fn net_side_effects(n: &blastwall_policy::NetAction) -> bool {
+    let safe = |m: &str| matches!(m, "GET" | "HEAD" | "OPTIONS" | "TRACE");
+    !safe(&n.method) || n.method_overrides.iter().any(|m| !safe(m))
 }
 
 /// The action as it goes into the audit log (paths that are not UTF-8 are
@@ -511,18 +576,7 @@ pub fn action_json(action: &Action) -> Value {
 /// One line saying what the action is.
 pub fn summarize(action: &Action) -> String {
     match action {
-        Action::Net(n) => {
-            let scheme = match n.scheme {
-                blastwall_policy::Scheme::Http => "http",
-                blastwall_policy::Scheme::Https => "https",
-            };
-            let port = if n.port == n.scheme.default_port() {
-                String::new()
-            } else {
-                format!(":{}", n.port)
-            };
-            format!("{} {scheme}://{}{port}{}", n.method, n.host, n.path)
-        }
+        Action::Net(n) => summarize_net(n),
         Action::Exec(e) => format!("exec {}", e.argv.join(" ")),
         Action::Fs(f) => {
             let op = match f.op {
@@ -532,4 +586,27 @@ pub fn summarize(action: &Action) -> String {
             format!("{op} {}", f.path.display())
         }
     }
+}
+
+/// [`summarize`] of a network request, without wrapping it in an
+/// [`Action`] (which would take a copy of it).
+pub fn summarize_net(n: &blastwall_policy::NetAction) -> String {
+    use std::fmt::Write as _;
+    let scheme = match n.scheme {
+        blastwall_policy::Scheme::Http => "http",
+        blastwall_policy::Scheme::Https => "https",
+    };
+    // One allocation: the proxy builds this line for every request.
+    let host_len = match &n.host {
+        blastwall_policy::HostName::Domain(d) => d.len(),
+        blastwall_policy::HostName::Ip(_) => 41,
+    };
+    let mut line = String::with_capacity(n.method.len() + host_len + n.path.len() + 16);
+    // Writing into a String cannot fail.
+    let _ = write!(line, "{} {scheme}://{}", n.method, n.host);
+    if n.port != n.scheme.default_port() {
+        let _ = write!(line, ":{}", n.port);
+    }
+    line.push_str(&n.path);
+    line
 }

@@ -25,6 +25,11 @@ impl HostName {
         if trimmed.is_empty() {
             return Err("empty host name".into());
         }
+        // Neither an IP literal (no `:`, no number last) nor anything the
+        // checks below refuse.
+        if let Some(name) = plain_ascii_name(trimmed) {
+            return Ok(HostName::Domain(name.to_owned()));
+        }
         if trimmed.contains(['/', '@', '?', '#', ' ', '\\']) {
             return Err(format!("`{raw}` is not a host name"));
         }
@@ -40,6 +45,12 @@ impl HostName {
                 "`{raw}` is not a host name (a port belongs elsewhere)"
             ));
         }
+        Self::parse_idna(raw, trimmed)
+    }
+
+    /// The full normalisation (percent-decoding, IDNA, IPv4 notations) of
+    /// `trimmed`, through the `url` crate's host parser.
+    fn parse_idna(raw: &str, trimmed: &str) -> Result<HostName, String> {
         match Host::parse(trimmed) {
             Ok(Host::Domain(d)) => {
                 let d = d.strip_suffix('.').unwrap_or(&d).to_owned();
@@ -61,6 +72,28 @@ impl HostName {
             HostName::Ip(ip) => ip.to_string(),
         }
     }
+}
+
+/// `name` itself when IDNA would return it unchanged, which is what most
+/// requests carry: lower-case ASCII letters, digits, `-` and `.`, no empty
+/// label, no `xn--` label (punycode is decoded to be checked), and a last
+/// label that does not start with a digit (a name ending in a number is
+/// parsed as an IPv4 address, `0x7f.1` included). `None` sends it through
+/// the full parser.
+fn plain_ascii_name(name: &str) -> Option<&str> {
+    let mut last = "";
+    for label in name.split('.') {
+        let plain = !label.is_empty()
+            && !label.starts_with("xn--")
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if !plain {
+            return None;
+        }
+        last = label;
+    }
+    (!last.starts_with(|c: char| c.is_ascii_digit())).then_some(name)
 }
 
 impl fmt::Display for HostName {
@@ -164,6 +197,8 @@ impl serde::Serialize for HostPattern {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
 
     #[test]
@@ -203,5 +238,48 @@ mod tests {
         assert!(HostPattern::parse("*.com").is_err());
         assert!(HostPattern::parse("a.*.com").is_err());
         assert!(HostPattern::parse("https://a.com").is_err());
+    }
+
+    proptest! {
+        /// Whatever the fast path takes, the full parser returns unchanged.
+        #[test]
+        fn plain_names_are_what_idna_returns(name in "[a-z0-9x.-]{1,12}(\\.(xn--[a-z0-9]{1,4}|[a-z0-9-]{1,6}|0x[0-9a-f]{1,3})){0,3}") {
+            if let Some(fast) = plain_ascii_name(&name) {
+                let full = match url::Host::parse(&name) {
+                    Ok(Host::Domain(d)) => Some(d),
+                    Ok(_) | Err(_) => None,
+                };
+                prop_assert_eq!(Some(fast.to_owned()), full);
+            }
+        }
+    }
+
+    #[test]
+    fn the_fast_path_leaves_the_hard_names_to_idna() {
+        for name in [
+            "127.0.0.1",
+            "0x7f.1",
+            "example.123",
+            "a..b",
+            ".a",
+            "xn--nxasmq6b.com",
+            "B\u{fc}cher.example",
+            "Example.COM",
+            "a%41.com",
+            "a_b.com",
+        ] {
+            assert_eq!(plain_ascii_name(name), None, "{name}");
+        }
+        for (raw, want) in [
+            ("api.example.com", "api.example.com"),
+            ("api.example.com.", "api.example.com"),
+            ("a-1.b--c.io", "a-1.b--c.io"),
+        ] {
+            assert_eq!(
+                HostName::parse(raw),
+                Ok(HostName::Domain(want.to_owned())),
+                "{raw}"
+            );
+        }
     }
 }

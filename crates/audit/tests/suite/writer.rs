@@ -88,6 +88,26 @@ fn always_syncs_before_append_returns() -> TestResult {
     Ok(())
 }
 
+/// `append_data_unsynced` leaves `always`'s sync to the caller (a
+/// `Syncer`, outside the caller's lock); a `session-end` is still synced.
+#[test]
+fn unsynced_append_leaves_the_sync_to_the_caller() -> TestResult {
+    let mut log = fake(FsyncPolicy::Always)?;
+    log.append_data_unsynced(Kind::SessionStart, &json!({}))?;
+    log.append_data_unsynced(Kind::Decision, &json!({"verdict": "allow"}))?;
+    assert_eq!(log.file().kinds(), ["write", "write"]);
+    assert_eq!(log.durable_seq(), None);
+    log.sync()?;
+    assert_eq!(log.durable_seq(), Some(1));
+    log.append_data_unsynced(Kind::SessionEnd, &json!({}))?;
+    assert_eq!(
+        log.file().kinds(),
+        ["write", "write", "sync", "write", "sync"]
+    );
+    assert_eq!(log.durable_seq(), Some(2));
+    Ok(())
+}
+
 #[test]
 fn never_does_not_sync() -> TestResult {
     let mut log = fake(FsyncPolicy::Never)?;
@@ -301,6 +321,84 @@ fn data_must_be_an_object() -> TestResult {
         "{e}"
     );
     assert!(log.file().ops.is_empty());
+    Ok(())
+}
+
+#[test]
+fn typed_data_must_be_an_object_too() -> TestResult {
+    let mut log = fake(FsyncPolicy::Never)?;
+    for (data, found) in [
+        (json!(null), "null"),
+        (json!(true), "a boolean"),
+        (json!(-3), "a number"),
+        (json!("x"), "a string"),
+        (json!([1]), "an array"),
+    ] {
+        let e = log
+            .append_data(Kind::SessionStart, &data)
+            .err()
+            .ok_or("not an object")?;
+        assert!(
+            matches!(e, AuditError::DataNotObject { found: f, seq: 0, .. } if f == found),
+            "{e}"
+        );
+    }
+    assert!(log.file().ops.is_empty());
+    // The log is still usable: nothing was written.
+    log.append_data(Kind::SessionStart, &json!({}))?;
+    assert_eq!(log.next_seq(), 1);
+    Ok(())
+}
+
+/// `append_data` serializes a struct straight into the record: the bytes
+/// are those of `append` with the struct turned into a `Value` first.
+#[test]
+fn typed_data_writes_the_same_bytes_as_a_value() -> TestResult {
+    #[derive(serde::Serialize)]
+    struct Inner<'a> {
+        kind: &'a str,
+        port: u16,
+        list: &'a [&'a str],
+        none: Option<u64>,
+    }
+    #[derive(serde::Serialize)]
+    struct Data<'a> {
+        action: Inner<'a>,
+        verdict: &'a str,
+        side_effects: bool,
+        text: &'a str,
+        neg: i64,
+        big: u64,
+        detail: &'a serde_json::Value,
+    }
+    let detail = json!({"status": 200, "z": [1, {"b": null, "a": "\u{2028}"}]});
+    let data = Data {
+        action: Inner {
+            kind: "net",
+            port: 8443,
+            list: &["accept", "host"],
+            none: None,
+        },
+        verdict: "allow",
+        side_effects: false,
+        text: "quote \" backslash \\ newline \n tab \t nul \u{0} é ☃",
+        neg: -42,
+        big: u64::MAX,
+        detail: &detail,
+    };
+    let mut typed = fake(FsyncPolicy::Never)?;
+    let mut valued = fake(FsyncPolicy::Never)?;
+    typed.append_data(Kind::SessionStart, &json!({"s": 1}))?;
+    valued.append(Kind::SessionStart, json!({"s": 1}))?;
+    for _ in 0..3 {
+        typed.append_data(Kind::Decision, &data)?;
+        valued.append(Kind::Decision, serde_json::to_value(&data)?)?;
+    }
+    assert_eq!(
+        String::from_utf8(typed.file().bytes())?,
+        String::from_utf8(valued.file().bytes())?
+    );
+    verify_bytes(&typed.file().bytes())?;
     Ok(())
 }
 

@@ -1,0 +1,109 @@
+//! The `data` of the records the gate writes, as structs serialized straight
+//! into the log's line (`AuditLog::append_data`): no `serde_json::Value`
+//! tree, no map of keys, no copy of the action's strings per request.
+//!
+//! The members, their order and their JSON are those of the `json!` values
+//! the gate wrote before (`docs/audit-schema.md`): the field order of each
+//! struct is the order of its members in the record. `tests/all.rs` checks
+//! the bytes against the `Value` path.
+
+use std::os::unix::ffi::OsStrExt as _;
+
+use blastwall_audit::bytes::HEX_KEY;
+use blastwall_policy::{Action, Labels, RuleRef, Verdict};
+use serde::Serialize;
+use serde::ser::{SerializeMap as _, Serializer};
+use serde_json::Value;
+
+/// A `decision` record from [`crate::Gate::check_with`].
+#[derive(Serialize)]
+pub(crate) struct DecisionRecord<'a> {
+    pub(crate) action: ActionRecord<'a>,
+    pub(crate) verdict: Verdict,
+    pub(crate) rule: &'a RuleRef,
+    pub(crate) reason: &'a str,
+    pub(crate) labels: Labels,
+    pub(crate) subject: Option<&'a str>,
+    pub(crate) side_effects: bool,
+    pub(crate) approval: Option<&'a str>,
+}
+
+/// A `decision` record from [`crate::Gate::refuse`]: an interceptor's own
+/// refusal, by a built-in rule.
+#[derive(Serialize)]
+pub(crate) struct RefusalRecord<'a> {
+    pub(crate) action: Option<ActionRecord<'a>>,
+    pub(crate) verdict: Verdict,
+    pub(crate) rule: BuiltinRule<'a>,
+    pub(crate) reason: &'a str,
+    pub(crate) labels: [&'a str; 0],
+    pub(crate) subject: &'a str,
+    pub(crate) side_effects: bool,
+    pub(crate) approval: Option<&'a str>,
+    pub(crate) detail: &'a Value,
+}
+
+/// An `outcome` record.
+#[derive(Serialize)]
+pub(crate) struct OutcomeRecord<'a, T: Serialize + ?Sized> {
+    pub(crate) decision_seq: u64,
+    pub(crate) outcome: &'a str,
+    pub(crate) detail: &'a T,
+}
+
+/// A built-in rule, serialized as a [`RuleRef`] (`file` "blastwall", line
+/// and column 0) without building one.
+#[derive(Serialize)]
+pub(crate) struct BuiltinRule<'a> {
+    id: &'a str,
+    file: &'static str,
+    line: u32,
+    col: u32,
+}
+
+impl<'a> BuiltinRule<'a> {
+    pub(crate) fn new(id: &'a str) -> BuiltinRule<'a> {
+        BuiltinRule {
+            id,
+            file: "blastwall",
+            line: 0,
+            col: 0,
+        }
+    }
+}
+
+/// An action as it goes into the log: what [`crate::action_json`] gives,
+/// serialized in place.
+pub(crate) struct ActionRecord<'a>(pub(crate) &'a Action);
+
+impl Serialize for ActionRecord<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            Action::Fs(f) => {
+                let mut map = s.serialize_map(Some(3))?;
+                map.serialize_entry("kind", "fs")?;
+                map.serialize_entry("op", &f.op)?;
+                map.serialize_entry("path", &PathBytes(f.path.as_os_str().as_bytes()))?;
+                map.end()
+            }
+            Action::Net(_) | Action::Exec(_) => self.0.serialize(s),
+        }
+    }
+}
+
+/// Bytes as `blastwall_audit::bytes::bytes_to_json` writes them: a string
+/// if they are UTF-8, else `{"hex": "…"}`.
+struct PathBytes<'a>(&'a [u8]);
+
+impl Serialize for PathBytes<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match std::str::from_utf8(self.0) {
+            Ok(text) => s.serialize_str(text),
+            Err(_) => {
+                let mut map = s.serialize_map(Some(1))?;
+                map.serialize_entry(HEX_KEY, &hex::encode(self.0))?;
+                map.end()
+            }
+        }
+    }
+}
