@@ -323,6 +323,14 @@ impl Sender {
     }
 }
 
+/// The outcome of a request that went out: the upstream's status and the
+/// address it was sent to.
+#[derive(serde::Serialize)]
+struct Forwarded {
+    status: u16,
+    upstream: std::net::SocketAddr,
+}
+
 /// Streams an agent may have open at once on one HTTP/2 connection.
 const H2_MAX_STREAMS: u32 = 100;
 
@@ -981,11 +989,23 @@ impl Shared {
             }
         };
         let status = resp.status().as_u16();
-        let _ = self.gate.outcome(
-            &release,
-            "forwarded",
-            json!({"status": status, "upstream": up.target.addr.to_string()}),
-        );
+        let forwarded = Forwarded {
+            status,
+            upstream: up.target.addr,
+        };
+        if self.gate.fsync_policy() == blastwall_audit::FsyncPolicy::Always {
+            // Synced before the call returns: on the blocking pool, not on
+            // the workers that serve every other connection.
+            let (gate, seq) = (Arc::clone(&self.gate), release.request_id);
+            let _ = tokio::task::spawn_blocking(move || {
+                gate.outcome_data(seq, "forwarded", &forwarded)
+            })
+            .await;
+        } else {
+            let _ = self
+                .gate
+                .outcome_data(release.request_id, "forwarded", &forwarded);
+        }
         if websocket && status == 101 {
             *upstream = None;
             return self.splice_websocket(conn, resp, &release).await;
@@ -1038,10 +1058,15 @@ impl Shared {
     /// Decides `action`; with side effects the decision is made durable on
     /// the blocking pool, off the async workers.
     async fn check(&self, action: &Action, side_effects: bool) -> Result<Release, Box<Refusal>> {
-        if side_effects {
+        // Under `fsync = "always"` every decision is synced before the call
+        // returns, so each one goes to the blocking pool.
+        let syncs =
+            side_effects || self.gate.fsync_policy() == blastwall_audit::FsyncPolicy::Always;
+        if syncs {
             let gate = Arc::clone(&self.gate);
             let action = action.clone();
-            match tokio::task::spawn_blocking(move || gate.check_with(&action, true)).await {
+            match tokio::task::spawn_blocking(move || gate.check_with(&action, side_effects)).await
+            {
                 Ok(r) => r,
                 Err(_) => Err(Box::new(Refusal {
                     request_id: None,
