@@ -136,7 +136,7 @@ fn main() -> Result<()> {
     }
 }
 
-/// The runtime every server side uses: two workers, as `blastwall run` gives its proxy.
+/// The upstream's runtime: two workers.
 fn server_runtime() -> Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -193,11 +193,17 @@ fn child_blastwall(manifest: &Path, dir: &Path, fsync: Fsync) -> Result<()> {
     std::fs::write(&ca, proxy.ca_pem())?;
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     let port = listener.local_addr()?.port();
-    let rt = server_runtime()?;
-    rt.spawn(proxy.serve(listener));
+    // As `blastwall run` gives its proxy: one thread drives the runtime.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    std::thread::Builder::new()
+        .name("blastwall-proxy".into())
+        .spawn(move || {
+            let _ = rt.block_on(proxy.serve(listener));
+        })?;
     children::say_ready(&json!({"port": port, "ca": ca, "audit": audit}))?;
     children::wait_for_stdin_eof();
-    rt.shutdown_background();
     gate.finish(json!({}))?;
     Ok(())
 }

@@ -471,11 +471,60 @@ struct Prep<'a> {
     not_enforced: &'a [String],
 }
 
+/// The runtime of the proxy, the name server and the control socket: one
+/// thread drives all of them. One thread rather than a pool of workers
+/// saves the wake-ups between workers, about a quarter of the proxy's CPU
+/// per request (bench/README.md, "Proxy"); what may block (durable
+/// decisions, the approval store) runs on the runtime's blocking pool.
+struct ProxyRuntime {
+    handle: tokio::runtime::Handle,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl ProxyRuntime {
+    fn start() -> std::io::Result<ProxyRuntime> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .thread_name("blastwall-proxy")
+            .enable_io()
+            .enable_time()
+            .build()?;
+        let handle = rt.handle().clone();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("blastwall-proxy".into())
+            .spawn(move || {
+                rt.block_on(async {
+                    let _ = stopped.await;
+                });
+            })?;
+        Ok(ProxyRuntime {
+            handle,
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+
+    fn handle(&self) -> &tokio::runtime::Handle {
+        &self.handle
+    }
+}
+
+impl Drop for ProxyRuntime {
+    /// Stops the runtime: its tasks are dropped and its thread joined.
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 /// The session, prepared beside the sandbox's start.
 struct Prepared {
     gate: Arc<Gate>,
     proxy: blastwall_proxy::Proxy,
-    runtime: tokio::runtime::Runtime,
+    runtime: ProxyRuntime,
     sinks: Option<Sinks>,
     control: PathBuf,
     bundle: Vec<u8>,
@@ -545,15 +594,9 @@ fn prepare_log(p: Prep<'_>, held: Vec<Held>) -> anyhow::Result<Prepared> {
         }
     };
     let bundle = ca_bundle(&proxy);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("blastwall-proxy")
-        .enable_io()
-        .enable_time()
-        .build()
-        .context("cannot start the proxy's runtime")?;
+    let runtime = ProxyRuntime::start().context("cannot start the proxy's runtime")?;
     let control = session.control_socket();
-    if let Err(e) = listen_control(&control, &gate, &runtime) {
+    if let Err(e) = listen_control(&control, &gate, runtime.handle()) {
         eprintln!(
             "blastwall: note: no control socket at {} ({e}); approvals reach this session by polling the store",
             control.display()
@@ -651,7 +694,7 @@ fn announce(a: &blastwall_gate::Approval, raw: bool, timeout: &str) {
 fn listen_control(
     path: &Path,
     gate: &Arc<Gate>,
-    runtime: &tokio::runtime::Runtime,
+    runtime: &tokio::runtime::Handle,
 ) -> anyhow::Result<()> {
     use std::os::unix::fs::PermissionsExt as _;
     let Some(queue) = gate.queue().cloned() else {
