@@ -57,7 +57,8 @@ methods = ["DELETE"]
 verdict = "ask"
 "#;
 
-fn gate(rec: &Recorder) -> Gate<Recorder> {
+/// The test manifest's policy.
+fn policy() -> blastwall_policy::Policy {
     let cx = Context {
         origin: Origin::Project,
         project_root: PathBuf::from("/work/p"),
@@ -65,9 +66,13 @@ fn gate(rec: &Recorder) -> Gate<Recorder> {
         user: None,
         enforce: false,
     };
-    let policy = blastwall_policy::load(&Source::new("blastwall.toml", MANIFEST), &cx)
+    blastwall_policy::load(&Source::new("blastwall.toml", MANIFEST), &cx)
         .unwrap()
-        .policy;
+        .policy
+}
+
+fn gate(rec: &Recorder) -> Gate<Recorder> {
+    let policy = policy();
     let log = AuditLog::with_file(
         rec.clone(),
         "/virtual/audit.jsonl",
@@ -180,16 +185,7 @@ fn records_are_the_bytes_the_value_path_wrote() {
     let t = Timestamp::new(1_777_636_800, 5).unwrap();
     let rec = Recorder::default();
     let g = {
-        let cx = Context {
-            origin: Origin::Project,
-            project_root: PathBuf::from("/work/p"),
-            home: PathBuf::from("/home/a"),
-            user: None,
-            enforce: false,
-        };
-        let policy = blastwall_policy::load(&Source::new("blastwall.toml", MANIFEST), &cx)
-            .unwrap()
-            .policy;
+        let policy = policy();
         let log = AuditLog::with_file(rec.clone(), "/v/a.jsonl", "s1", FsyncPolicy::Batch)
             .unwrap()
             .with_clock(FixedClock(t));

@@ -116,35 +116,25 @@ fn volume_delete_over_http2_never_arrives_while_a_query_does() {
     let url = "https://backboard.railway.app/graphql/v2";
     // `--next` starts over: the proxy and the CA are given again.
     let ca = h.ca_file.display().to_string();
-    let (_, text) = h.curl(&[
-        "--http2",
-        "-Z",
-        "--parallel-immediate",
-        "-w",
-        REPORT,
-        "-H",
-        &auth,
-        "-H",
-        "Content-Type: application/json",
-        "--data-binary",
-        me,
-        url,
-        "--next",
-        "-x",
-        &h.proxy_url,
-        "--cacert",
-        &ca,
-        "--http2",
-        "-w",
-        REPORT,
-        "-H",
-        &auth,
-        "-H",
-        "Content-Type: application/json",
-        "--data-binary",
-        del,
-        url,
-    ]);
+    let post = |body: &'static str| -> Vec<&str> {
+        vec![
+            "--http2",
+            "-w",
+            REPORT,
+            "-H",
+            &auth,
+            "-H",
+            "Content-Type: application/json",
+            "--data-binary",
+            body,
+            url,
+        ]
+    };
+    let mut args = vec!["-Z", "--parallel-immediate"];
+    args.extend(post(me));
+    args.extend(["--next", "-x", &h.proxy_url, "--cacert", &ca]);
+    args.extend(post(del));
+    let (_, text) = h.curl(&args);
     let mut got = reports(&text);
     got.sort();
     assert_eq!(vec!["2 200", "2 403"], got, "{text}");
@@ -206,6 +196,24 @@ async fn h2_client(
     sender
 }
 
+/// Runs a client's side of a test on a runtime of its own.
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
+/// A request without a body.
+fn bare(method: http::Method, url: &str) -> http::Request<Full<Bytes>> {
+    http::Request::builder()
+        .method(method)
+        .uri(url)
+        .body(Full::new(Bytes::new()))
+        .unwrap()
+}
+
 async fn send(
     c: &mut hyper::client::conn::http2::SendRequest<Full<Bytes>>,
     req: http::Request<Full<Bytes>>,
@@ -220,11 +228,7 @@ async fn send(
 #[test]
 fn a_host_header_disagreeing_with_authority_is_refused_and_the_connection_goes_on() {
     let h = Harness::start();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
+    block_on(async {
         let mut c = h2_client(&h, "echo.test").await;
         let req = http::Request::get("https://echo.test/x")
             .header("host", "other.test")
@@ -235,16 +239,12 @@ fn a_host_header_disagreeing_with_authority_is_refused_and_the_connection_goes_o
         assert!(body.contains("proxy.framing"), "{body}");
         assert!(body.contains(":authority"), "{body}");
         // The :authority names another host than the tunnel's.
-        let req = http::Request::get("https://other.test/y")
-            .body(Full::new(Bytes::new()))
-            .unwrap();
+        let req = bare(http::Method::GET, "https://other.test/y");
         let (status, body) = send(&mut c, req).await;
         assert_eq!(400, status, "{body}");
         assert!(body.contains("proxy.host-mismatch"), "{body}");
         // The same connection still carries an honest request.
-        let req = http::Request::get("https://echo.test/ok")
-            .body(Full::new(Bytes::new()))
-            .unwrap();
+        let req = bare(http::Method::GET, "https://echo.test/ok");
         let (status, body) = send(&mut c, req).await;
         assert_eq!(200, status, "{body}");
     });
@@ -259,11 +259,7 @@ fn a_body_past_the_bound_is_refused_and_never_forwarded() {
         ..blastwall_proxy::Limits::default()
     };
     let h = Harness::with_limits("", None, limits);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
+    block_on(async {
         let mut c = h2_client(&h, "echo.test").await;
         // Past the bound as its Content-Length says, and as its DATA frames do.
         let req = http::Request::post("https://echo.test/upload")
@@ -290,11 +286,7 @@ fn an_upstream_that_speaks_http2_gets_it_and_its_trailers_come_back() {
     // way back to a client that did not ask for them.
     let (_, text) = h.curl(&["--http1.1", "-w", REPORT, "https://grpc.test/one"]);
     assert_eq!(vec!["1.1 200".to_owned()], reports(&text), "{text}");
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
+    block_on(async {
         let mut c = h2_client(&h, "grpc.test").await;
         for path in ["/two", "/three"] {
             let req = http::Request::post(format!("https://grpc.test{path}"))
@@ -368,11 +360,7 @@ fn a_held_stream_holds_up_no_other_and_a_cancelled_one_is_abandoned() {
         .unwrap();
     rt.block_on(async {
         let c = h2_client(&h, "echo.test").await;
-        let delete = |path: &str| {
-            http::Request::delete(format!("https://echo.test{path}"))
-                .body(Full::new(Bytes::new()))
-                .unwrap()
-        };
+        let delete = |path: &str| bare(http::Method::DELETE, &format!("https://echo.test{path}"));
         // 1. A DELETE is held; a GET on the same connection goes through
         //    meanwhile.
         let mut held_c = c.clone();
@@ -382,9 +370,7 @@ fn a_held_stream_holds_up_no_other_and_a_cancelled_one_is_abandoned() {
             .await
             .unwrap();
         let mut get_c = c.clone();
-        let get = http::Request::get("https://echo.test/ok")
-            .body(Full::new(Bytes::new()))
-            .unwrap();
+        let get = bare(http::Method::GET, "https://echo.test/ok");
         let (status, body) = send(&mut get_c, get).await;
         assert_eq!(200, status, "{body}");
         assert!(!held.is_finished(), "the DELETE waits for a person");
@@ -455,15 +441,9 @@ fn an_idle_http2_connection_is_closed_like_an_http1_one() {
         ..blastwall_proxy::Limits::default()
     };
     let h = Harness::with_limits("", None, limits);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
+    block_on(async {
         let mut c = h2_client(&h, "echo.test").await;
-        let req = http::Request::get("https://echo.test/once")
-            .body(Full::new(Bytes::new()))
-            .unwrap();
+        let req = bare(http::Method::GET, "https://echo.test/once");
         assert_eq!(200, send(&mut c, req).await.0);
         let start = std::time::Instant::now();
         while !c.is_closed() {
