@@ -831,9 +831,6 @@ impl<F: LogFile> AuditLog<F> {
             FsyncPolicy::Batch => kind == Kind::SessionEnd,
             FsyncPolicy::Never => false,
         };
-        if sync_now {
-            self.sync_through(appended.seq)?;
-        }
         let due = self.checkpoints.as_ref().is_some_and(|c| {
             kind == Kind::SessionEnd
                 || c.since >= c.cp.every.records.max(1)
@@ -842,8 +839,21 @@ impl<F: LogFile> AuditLog<F> {
                     .interval
                     .is_some_and(|i| c.last_at.elapsed() >= i)
         });
-        if due {
-            self.write_checkpoint()?;
+        if !due {
+            if sync_now {
+                self.sync_through(appended.seq)?;
+            }
+            return Ok(appended);
+        }
+        // The checkpoint right behind the record is synced through, and
+        // that one sync makes the record durable too (at a session's end
+        // this saves an `fdatasync` on the way out). Should the checkpoint
+        // fail, the record is still synced before the error is returned.
+        if let Err(e) = self.write_checkpoint() {
+            if sync_now && self.durable_seq().is_none_or(|d| d < appended.seq) {
+                let _ = self.file.sync_data();
+            }
+            return Err(e);
         }
         Ok(appended)
     }

@@ -38,7 +38,7 @@ impl Setup {
     }
 }
 
-fn checkpointer(heads: &Path, every: u64) -> Result<Checkpointer, KeyError> {
+pub(super) fn checkpointer(heads: &Path, every: u64) -> Result<Checkpointer, KeyError> {
     Ok(Checkpointer {
         key: SigningKey::from_seed(&SEED)?,
         heads_path: heads.to_path_buf(),

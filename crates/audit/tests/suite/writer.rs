@@ -473,3 +473,24 @@ fn a_second_writer_is_locked_out() -> TestResult {
     AuditLog::open_append(&path, FsyncPolicy::Never)?;
     Ok(())
 }
+
+#[test]
+fn a_session_end_and_its_checkpoint_share_one_sync() -> TestResult {
+    for fsync in [FsyncPolicy::Batch, FsyncPolicy::Always] {
+        let dir = tempfile::tempdir()?;
+        let heads = dir.path().join("audit-heads.jsonl");
+        let mut log =
+            fake(fsync)?.with_checkpoints(super::checkpoint::checkpointer(&heads, 1000)?)?;
+        log.append(Kind::SessionStart, json!({}))?;
+        let before = log.file().ops.len();
+        let end = log.append(Kind::SessionEnd, json!({"exit": 0}))?;
+        // session-end, then the checkpoint, then one sync through both.
+        assert_eq!(
+            log.file().kinds().get(before..),
+            Some(&["write", "write", "sync"][..]),
+            "{fsync:?}"
+        );
+        assert!(log.durable_seq().is_some_and(|d| d > end.seq), "{fsync:?}");
+    }
+    Ok(())
+}
