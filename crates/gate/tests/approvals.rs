@@ -56,6 +56,20 @@ fn fixture(cfg: ApprovalConfig) -> Fixture {
     }
 }
 
+/// A person's answer to a pending approval, through `store`: the
+/// approval as it is afterwards, or `None` when it was no longer pending.
+fn decide(
+    store: &dyn ApprovalStore,
+    id: &str,
+    to: State,
+    by: Option<&str>,
+    note: Option<&str>,
+) -> Option<blastwall_gate::Approval> {
+    store
+        .transition(id, &[State::Pending], to, now_ns(), by, note)
+        .unwrap()
+}
+
 fn cfg() -> ApprovalConfig {
     ApprovalConfig {
         timeout: Duration::from_secs(30),
@@ -111,17 +125,7 @@ async fn a_yes_releases_the_request_once_and_is_on_record_first() {
     let waiter = tokio::spawn(async move { gate.wait(&h2, &r2, never()).await });
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert!(!waiter.is_finished(), "released before anyone said yes");
-    f.store
-        .transition(
-            &id,
-            &[State::Pending],
-            State::Approved,
-            now_ns(),
-            Some("ana"),
-            Some("ok"),
-        )
-        .unwrap()
-        .unwrap();
+    decide(&*f.store, &id, State::Approved, Some("ana"), Some("ok")).unwrap();
     f.gate.queue().unwrap().wake();
     let release = waiter.await.unwrap().unwrap();
     assert_eq!(refusal.request_id, Some(release.request_id));
@@ -156,16 +160,13 @@ async fn a_no_is_a_refusal_naming_who_and_why() {
     let action = volume_delete();
     let refusal = f.gate.check(&action).unwrap_err();
     let held = f.gate.hold(&refusal, &action, "d").unwrap();
-    f.store
-        .transition(
-            &held.id,
-            &[State::Pending],
-            State::Denied,
-            now_ns(),
-            Some("ana"),
-            Some("not today"),
-        )
-        .unwrap();
+    decide(
+        &*f.store,
+        &held.id,
+        State::Denied,
+        Some("ana"),
+        Some("not today"),
+    );
     let r = f.gate.wait(&held, &refusal, never()).await.unwrap_err();
     assert_eq!(Verdict::Deny, r.verdict);
     assert!(r.reason.contains("denied by ana"), "{}", r.reason);
@@ -188,19 +189,7 @@ async fn silence_is_a_deny() {
         f.store.get(&held.id).unwrap().unwrap().state
     );
     // A yes after the deadline changes nothing.
-    assert!(
-        f.store
-            .transition(
-                &held.id,
-                &[State::Pending],
-                State::Approved,
-                now_ns(),
-                None,
-                None
-            )
-            .unwrap()
-            .is_none()
-    );
+    assert!(decide(&*f.store, &held.id, State::Approved, None, None).is_none());
     assert!(
         events(&f)
             .iter()
@@ -232,19 +221,7 @@ async fn a_closed_connection_abandons_even_an_approved_ask() {
         f.store.get(&held.id).unwrap().unwrap().state
     );
     // A yes arriving now finds nothing to approve.
-    assert!(
-        f.store
-            .transition(
-                &held.id,
-                &[State::Pending],
-                State::Approved,
-                now_ns(),
-                None,
-                None
-            )
-            .unwrap()
-            .is_none()
-    );
+    assert!(decide(&*f.store, &held.id, State::Approved, None, None).is_none());
 }
 
 #[test]
@@ -322,27 +299,8 @@ fn a_store_shared_by_two_handles_sees_one_decision() {
     let r = f.gate.check(&action).unwrap_err();
     let held = f.gate.hold(&r, &action, "d").unwrap();
     let other = SqliteStore::open(&f.dir.path().join("approvals.db")).unwrap();
-    let first = other
-        .transition(
-            &held.id,
-            &[State::Pending],
-            State::Approved,
-            now_ns(),
-            Some("a"),
-            None,
-        )
-        .unwrap();
-    let second = f
-        .store
-        .transition(
-            &held.id,
-            &[State::Pending],
-            State::Denied,
-            now_ns(),
-            Some("b"),
-            None,
-        )
-        .unwrap();
+    let first = decide(&other, &held.id, State::Approved, Some("a"), None);
+    let second = decide(&*f.store, &held.id, State::Denied, Some("b"), None);
     assert!(first.is_some());
     assert!(second.is_none(), "a decided approval was decided again");
     use std::os::unix::fs::PermissionsExt as _;
@@ -364,19 +322,7 @@ fn a_yes_after_the_deadline_is_refused_even_before_the_waiter_notices() {
     let held = f.gate.hold(&r, &action, "d").unwrap();
     std::thread::sleep(Duration::from_millis(120));
     // Nobody waits on it (a busy supervisor): the store itself says no.
-    assert!(
-        f.store
-            .transition(
-                &held.id,
-                &[State::Pending],
-                State::Approved,
-                now_ns(),
-                Some("late"),
-                None
-            )
-            .unwrap()
-            .is_none()
-    );
+    assert!(decide(&*f.store, &held.id, State::Approved, Some("late"), None).is_none());
     assert_eq!(
         State::Pending,
         f.store.get(&held.id).unwrap().unwrap().state

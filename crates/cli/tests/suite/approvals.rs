@@ -12,6 +12,16 @@ use super::World;
 use super::network::{Upstream, curl_available, upstream};
 
 fn world(up: &Upstream, timeout: &str) -> World {
+    ask_world(
+        up,
+        &format!("[approval]\ntimeout = \"{timeout}\"\nnon_interactive = \"wait\""),
+    )
+}
+
+/// A trusted project whose POSTs and DELETEs to `api.example.test` (the
+/// recording upstream) are asks, with `approval` (an `[approval]` table, or
+/// nothing) added to its manifest.
+pub(super) fn ask_world(up: &Upstream, approval: &str) -> World {
     let w = World::new();
     w.write(
         "project/blastwall.toml",
@@ -25,9 +35,7 @@ verdict = "ask"
 reason = "volumes are deleted only with a person's yes"
 [network.resolve]
 "api.example.test:{p}" = "127.0.0.1:{p}"
-[approval]
-timeout = "{timeout}"
-non_interactive = "wait"
+{approval}
 {accept}"#,
             p = up.port,
             accept = super::accept_missing_here(&w),
@@ -39,7 +47,7 @@ non_interactive = "wait"
 }
 
 /// Waits for a pending approval whose id is not in `seen`.
-fn next_pending(w: &World, seen: &[String]) -> Value {
+pub(super) fn next_pending(w: &World, seen: &[String]) -> Value {
     let start = Instant::now();
     loop {
         let j = w.run(&["approvals", "--json"]).expect(0).json();
@@ -59,7 +67,8 @@ fn next_pending(w: &World, seen: &[String]) -> Value {
     }
 }
 
-fn bodies(up: &Upstream) -> Vec<String> {
+/// The bodies the recording upstream received, in order.
+pub(super) fn bodies(up: &Upstream) -> Vec<String> {
     up.seen
         .lock()
         .unwrap()

@@ -251,6 +251,19 @@ fn verify_checks_the_signatures_and_the_heads_file() {
     assert!(r.stdout().contains("signs seq"), "{}", r.stdout());
 }
 
+/// `log verify --session s1` fails at `seq`, saying `says`.
+fn verify_fails(w: &World, seq: u64, says: &str) {
+    let r = w
+        .run(&["log", "verify", "--session", "s1", "--json"])
+        .expect(1);
+    assert_eq!(seq, r.json()["first_bad_seq"], "{}", r.stdout());
+    assert!(
+        r.json()["error"].as_str().unwrap().contains(says),
+        "{}",
+        r.stdout()
+    );
+}
+
 #[test]
 fn verify_fails_on_a_cut_at_a_record_boundary_when_signed() {
     let w = World::new();
@@ -263,17 +276,10 @@ fn verify_fails_on_a_cut_at_a_record_boundary_when_signed() {
         .iter()
         .rposition(|k| k == "checkpoint")
         .unwrap();
-    let r = w
-        .run(&["log", "verify", "--session", "s1", "--json"])
-        .expect(1);
-    assert_eq!(last_checkpoint as u64 + 1, r.json()["first_bad_seq"]);
-    assert!(
-        r.json()["error"]
-            .as_str()
-            .unwrap()
-            .contains("records were removed from the end"),
-        "{}",
-        r.stdout()
+    verify_fails(
+        &w,
+        last_checkpoint as u64 + 1,
+        "records were removed from the end",
     );
     // `log` says so too.
     let r = w.run(&["log", "--session", "s1"]).expect(1);
@@ -309,20 +315,7 @@ fn verify_fails_on_a_chain_rewritten_with_blastwalls_own_writer() {
         .iter()
         .rposition(|k| k == "checkpoint")
         .map_or(0, |i| i as u64 + 1);
-    let r = w
-        .run(&["log", "verify", "--session", "s1", "--json"])
-        .expect(1);
-    assert_eq!(
-        first_kept_checkpoint,
-        r.json()["first_bad_seq"],
-        "{}",
-        r.stdout()
-    );
-    assert!(
-        r.json()["error"].as_str().unwrap().contains("rewritten"),
-        "{}",
-        r.stdout()
-    );
+    verify_fails(&w, first_kept_checkpoint, "rewritten");
 }
 
 #[test]
@@ -351,18 +344,7 @@ fn verify_fails_on_a_log_rewritten_and_signed_with_another_key() {
     }
     log.append(Kind::SessionEnd, json!({})).unwrap();
     drop(log);
-    let r = w
-        .run(&["log", "verify", "--session", "s1", "--json"])
-        .expect(1);
-    assert_eq!(0, r.json()["first_bad_seq"], "{}", r.stdout());
-    assert!(
-        r.json()["error"]
-            .as_str()
-            .unwrap()
-            .contains("not by the trusted key"),
-        "{}",
-        r.stdout()
-    );
+    verify_fails(&w, 0, "not by the trusted key");
 }
 
 #[test]
@@ -375,10 +357,7 @@ fn verify_fails_when_the_heads_file_knows_a_session_whose_log_has_no_checkpoint(
     log.append(Kind::SessionStart, json!({})).unwrap();
     log.append(Kind::SessionEnd, json!({})).unwrap();
     drop(log);
-    let r = w
-        .run(&["log", "verify", "--session", "s1", "--json"])
-        .expect(1);
-    assert_eq!(0, r.json()["first_bad_seq"], "{}", r.stdout());
+    verify_fails(&w, 0, "the heads file holds a signed head");
 }
 
 #[test]

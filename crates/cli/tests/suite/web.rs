@@ -14,57 +14,8 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use super::World;
-use super::network::{Upstream, curl_available, upstream};
-
-fn world(up: &Upstream, approval: &str) -> World {
-    let w = World::new();
-    w.write(
-        "project/blastwall.toml",
-        &format!(
-            r#"version = 1
-[[network.rule]]
-host = "api.example.test"
-ports = [{p}]
-methods = ["POST", "DELETE"]
-verdict = "ask"
-reason = "volumes are deleted only with a person's yes"
-[network.resolve]
-"api.example.test:{p}" = "127.0.0.1:{p}"
-{approval}
-{accept}"#,
-            p = up.port,
-            accept = super::accept_missing_here(&w),
-        ),
-    );
-    w.run(&["trust"]).expect(0);
-    super::give_to_agent(&w.project());
-    w
-}
-
-/// Waits for the first pending approval.
-fn pending(w: &World) -> Value {
-    let start = Instant::now();
-    loop {
-        let j = w.run(&["approvals", "--json"]).expect(0).json();
-        if let Some(a) = j["approvals"].as_array().unwrap().first() {
-            return a.clone();
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "no pending approval"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn bodies(up: &Upstream) -> Vec<String> {
-    up.seen
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|r| r.rsplit_once('\n').map_or("", |(_, b)| b).to_owned())
-        .collect()
-}
+use super::approvals::{ask_world as world, bodies, next_pending};
+use super::network::{curl_available, upstream};
 
 /// `blastwall serve --port 0 --json`, running; stopped (SIGTERM) on drop.
 struct Serve {
@@ -227,7 +178,7 @@ fn a_click_on_the_page_lets_the_held_request_through_exactly_once() {
         .spawn()
         .unwrap();
     let mut serve = Serve::start(&w);
-    let a = pending(&w);
+    let a = next_pending(&w, &[]);
     let id = a["id"].as_str().unwrap().to_owned();
     let summary = a["summary_text"].as_str().unwrap().to_owned();
     assert!(up.seen.lock().unwrap().is_empty(), "held until the click");
@@ -343,7 +294,7 @@ fn non_interactive_webhook_posts_the_ask_and_waits() {
         "{v}"
     );
     let content = v["content"].as_str().unwrap();
-    let a = pending(&w);
+    let a = next_pending(&w, &[]);
     let id = a["id"].as_str().unwrap();
     assert!(content.contains(id), "{content}");
     assert!(content.contains("`/volumes/v1/delete`"), "{content}");
@@ -454,7 +405,7 @@ fn watch_approves_with_a_then_y_and_the_held_request_goes_through_once() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let a = pending(&w);
+    let a = next_pending(&w, &[]);
     let id = a["id"].as_str().unwrap().to_owned();
     // The snapshot shows it, and the ask in the session's log.
     let snap = w.run(&["watch", "--once", "--json"]).expect(0).json();
