@@ -204,27 +204,23 @@ pub fn clean(s: &str, max: usize) -> String {
 
 /// HTML entity escaping for text and attribute values (`& < > " '`).
 pub fn html_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            _ => out.push(c),
-        }
-    }
-    out
+    entities(s, true)
 }
 
+/// Slack's escaping of message text: `&`, `<` and `>` only.
 fn slack_escape(s: &str) -> String {
+    entities(s, false)
+}
+
+fn entities(s: &str, quotes: bool) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
             '&' => out.push_str("&amp;"),
             '<' => out.push_str("&lt;"),
             '>' => out.push_str("&gt;"),
+            '"' if quotes => out.push_str("&quot;"),
+            '\'' if quotes => out.push_str("&#39;"),
             _ => out.push(c),
         }
     }

@@ -81,6 +81,29 @@ struct Row {
     error: Option<String>,
 }
 
+impl Row {
+    /// The row of scenario `sc` before anything ran.
+    fn new(sc: &'static Scenario) -> Row {
+        Row {
+            name: sc.name,
+            title: sc.title,
+            tried: sc.tried,
+            skipped: None,
+            manifest: String::new(),
+            without: None,
+            with: None,
+            permitted: String::new(),
+            permitted_done: false,
+            approvals: 0,
+            first_approval: None,
+            alerts: 0,
+            log_verified: false,
+            passed: false,
+            error: None,
+        }
+    }
+}
+
 #[derive(Debug, Serialize)]
 struct HalfRow {
     /// Without the wall: whether the damage really happened.
@@ -214,21 +237,9 @@ pub(crate) fn run(a: &DemoArgs, env: &Env) -> anyhow::Result<Status> {
             Some(why) => {
                 eprintln!("{} {}: skipped: {why}", paint.bold("demo:"), sc.name);
                 Row {
-                    name: sc.name,
-                    title: sc.title,
-                    tried: sc.tried,
                     skipped: Some(why),
-                    manifest: String::new(),
-                    without: None,
-                    with: None,
-                    permitted: String::new(),
-                    permitted_done: false,
-                    approvals: 0,
-                    first_approval: None,
-                    alerts: 0,
-                    log_verified: false,
                     passed: true,
-                    error: None,
+                    ..Row::new(sc)
                 }
             }
             None => scenario(sc, a, &missing, &sandbox, &real_home, &paint, &stop),
@@ -265,21 +276,8 @@ fn scenario(
     stop: &AtomicBool,
 ) -> Row {
     let mut row = Row {
-        name: sc.name,
-        title: sc.title,
-        tried: sc.tried,
-        skipped: None,
         manifest: "built-in".into(),
-        without: None,
-        with: None,
-        permitted: String::new(),
-        permitted_done: false,
-        approvals: 0,
-        first_approval: None,
-        alerts: 0,
-        log_verified: false,
-        passed: false,
-        error: None,
+        ..Row::new(sc)
     };
     eprintln!("{} {} ({})", paint.bold("demo:"), sc.name, sc.title);
     eprintln!("  without the wall, in a throw-away sandbox and world …");

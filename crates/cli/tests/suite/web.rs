@@ -17,6 +17,19 @@ use super::World;
 use super::approvals::{ask_world as world, bodies, next_pending};
 use super::network::{curl_available, upstream};
 
+/// Waits for `blastwall run` to end, checks it succeeded, returns its stdout.
+fn succeeded(run: &mut Child) -> String {
+    let status = run.wait().unwrap();
+    let mut stdout = String::new();
+    run.stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut stdout)
+        .unwrap();
+    assert!(status.success(), "{stdout}");
+    stdout
+}
+
 /// `blastwall serve --port 0 --json`, running; stopped (SIGTERM) on drop.
 struct Serve {
     child: Child,
@@ -303,14 +316,7 @@ fn non_interactive_webhook_posts_the_ask_and_waits() {
     // Held: nothing reached the upstream; a yes from anywhere lets it through.
     assert!(up.seen.lock().unwrap().is_empty());
     w.run(&["approve", id, "--yes"]).expect(0);
-    let status = run.wait().unwrap();
-    let mut stdout = String::new();
-    run.stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut stdout)
-        .unwrap();
-    assert!(status.success(), "{stdout}");
+    let stdout = succeeded(&mut run);
     assert_eq!(vec!["one"], bodies(&up), "{stdout}");
     assert!(stdout.contains("r1=you sent"), "{stdout}");
 }
@@ -444,14 +450,7 @@ fn watch_approves_with_a_then_y_and_the_held_request_goes_through_once() {
     tmux(&["send-keys", "-t", &name, "y"]);
     wait_screen(&name, &format!("{id} approved (once)"));
     tmux(&["send-keys", "-t", &name, "q"]);
-    let status = run.wait().unwrap();
-    let mut stdout = String::new();
-    run.stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut stdout)
-        .unwrap();
-    assert!(status.success(), "{stdout}");
+    let stdout = succeeded(&mut run);
     assert_eq!(vec!["one"], bodies(&up), "{stdout}");
     assert!(stdout.contains("r1=you sent"), "{stdout}");
     let all = w.run(&["approvals", "--all", "--json"]).expect(0).json();
