@@ -488,6 +488,7 @@ impl Shared {
     ) {
         let (parts, body) = req.into_parts();
         let read = crate::h2::head(&parts, &body);
+        let head_only = parts.method == http::Method::HEAD;
         let mut stream = crate::h2::Stream::new(body, reply);
         let (head, framing) = match read {
             Ok(x) => x,
@@ -504,7 +505,7 @@ impl Shared {
                     format!("{} {} (HTTP/2)", parts.method, parts.uri),
                     json!({}),
                 );
-                let _ = self.send_refusal(&mut stream, &r, true, false).await;
+                let _ = self.send_refusal(&mut stream, &r, true, head_only).await;
                 return;
             }
         };
@@ -517,7 +518,7 @@ impl Shared {
                 format!("CONNECT {} (HTTP/2)", head.target),
                 json!({}),
             );
-            let _ = self.send_refusal(&mut stream, &r, true, false).await;
+            let _ = self.send_refusal(&mut stream, &r, true, head_only).await;
             return;
         }
         let mut upstream = {

@@ -238,6 +238,13 @@ fn a_host_header_disagreeing_with_authority_is_refused_and_the_connection_goes_o
         assert_eq!(400, status, "{body}");
         assert!(body.contains("proxy.framing"), "{body}");
         assert!(body.contains(":authority"), "{body}");
+        // A HEAD refused the same way gets the status and no body.
+        let req = http::Request::head("https://echo.test/x")
+            .header("host", "other.test")
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let (status, body) = send(&mut c, req).await;
+        assert_eq!((400, String::new()), (status, body));
         // The :authority names another host than the tunnel's.
         let req = bare(http::Method::GET, "https://other.test/y");
         let (status, body) = send(&mut c, req).await;
