@@ -108,7 +108,7 @@ pub(crate) fn head(
             .map_err(|_| refuse(400, format!("header `{k}` is not visible ASCII")))?;
         headers.push((k.as_str().to_owned(), v.to_owned()));
     }
-    let h = Head {
+    let mut h = Head {
         method: parts.method.as_str().to_owned(),
         target,
         minor: 1,
@@ -117,7 +117,6 @@ pub(crate) fn head(
     if h.all("host").count() > 1 {
         return Err(refuse(400, "duplicate Host header"));
     }
-    let mut h = h;
     if let Some(a) = parts.uri.authority() {
         match h.one("host") {
             Some(host) if !host.trim().eq_ignore_ascii_case(a.as_str()) => {
