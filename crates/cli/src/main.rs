@@ -36,6 +36,11 @@ fn main() -> ExitCode {
     if let Some(code) = blastwall_sandbox::init_if_requested() {
         return code;
     }
+    // `run`: the sandbox's init is cloned now, while this process has one
+    // thread and has read nothing, and comes up beside the preparation.
+    if std::env::args_os().nth(1).as_deref() == Some(std::ffi::OsStr::new("run")) {
+        blastwall_sandbox::clone_init_ahead();
+    }
     let cli = args::Cli::parse();
     let env = blastwall_session::Env::from_process();
     match cmd::dispatch(cli, &env) {

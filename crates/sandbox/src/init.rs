@@ -37,6 +37,9 @@ pub const INIT_ARG: &str = "__blastwall-init";
 const EXIT_NO_CONFIG: u8 = 125;
 /// Exit code when setup failed (the reason went to the supervisor).
 const EXIT_SETUP: u8 = 126;
+/// Exit status of an init cloned ahead that could not take its ids (the
+/// exec path's child exits with the same).
+const EXIT_ID: u8 = 124;
 /// Exit code when the command could not be executed.
 const EXIT_EXEC: u8 = 127;
 
@@ -84,9 +87,8 @@ pub fn init_if_requested() -> Option<ExitCode> {
     })
 }
 
-fn read_config(fd: RawFd) -> Option<InitConfig> {
-    let owned = crate::sys::take_inherited_fd(fd).ok()?;
-    let mut f = File::from(owned);
+fn read_config(fd: OwnedFd) -> Option<InitConfig> {
+    let mut f = File::from(fd);
     f.rewind().ok()?;
     let mut buf = Vec::new();
     f.read_to_end(&mut buf).ok()?;
@@ -94,7 +96,10 @@ fn read_config(fd: RawFd) -> Option<InitConfig> {
 }
 
 fn init_main(config_fd: RawFd) -> ExitCode {
-    let Some(cfg) = read_config(config_fd) else {
+    let Some(cfg) = crate::sys::take_inherited_fd(config_fd)
+        .ok()
+        .and_then(read_config)
+    else {
         return ExitCode::from(EXIT_NO_CONFIG);
     };
     let Ok(report_fd) = crate::sys::take_inherited_fd(cfg.report_fd) else {
@@ -103,7 +108,6 @@ fn init_main(config_fd: RawFd) -> ExitCode {
     let Ok(lifeline) = crate::sys::take_inherited_fd(cfg.lifeline_fd) else {
         return ExitCode::from(EXIT_NO_CONFIG);
     };
-    let mut report = File::from(report_fd);
     let tty_socket = match cfg.fd_socket {
         Some(t) => match crate::sys::take_inherited_fd(t) {
             Ok(fd) => Some(fd),
@@ -111,15 +115,109 @@ fn init_main(config_fd: RawFd) -> ExitCode {
         },
         None => None,
     };
-    match setup_and_run(&cfg, &mut report, &lifeline, tty_socket) {
+    ExitCode::from(run_init(&cfg, report_fd, &lifeline, tty_socket))
+}
+
+/// The init cloned ahead (`crate::ahead`), in its new namespaces: waits on
+/// `sock` for its config and descriptors, which the supervisor sends once
+/// its id maps are written and it is in the run's cgroups, becomes the
+/// namespace's root and goes on as the executed init does. `root`: the
+/// supervisor is root (it may write our maps while we are not dumpable;
+/// our supplementary groups are root's and must go).
+pub(crate) fn ahead(sock: OwnedFd, root: bool) -> ! {
+    crate::sys::exit_now(i32::from(ahead_main(&sock, root)))
+}
+
+fn ahead_main(sock: &OwnedFd, root: bool) -> u8 {
+    // The supervisor's main thread is our parent (CLONE_PARENT). If it is
+    // gone already, the socket says so below.
+    let _ = nix::sys::prctl::set_pdeathsig(Some(Signal::SIGKILL));
+    let _ = nix::sys::prctl::set_name(c"blastwall-init");
+    crate::sys::rewrite_cmdline(b"blastwall-init\0__blastwall-init\0");
+    // An unprivileged supervisor can write our id maps only while we are
+    // dumpable (/proc/<pid>/uid_map belongs to root otherwise). What this
+    // exposes to the user's own processes until the config arrives is a
+    // copy of the spawner: the program and its arguments, nothing the
+    // supervisor read.
+    if !root {
+        let _ = nix::sys::prctl::set_dumpable(true);
+    }
+    if crate::ahead::send(sock, b'R', 0).is_err() {
+        return EXIT_NO_CONFIG;
+    }
+    // The config first; end-of-file: the supervisor is gone, or took the
+    // exec path.
+    let Some(mut cfg) = crate::tty::recv_fd(sock)
+        .ok()
+        .filter(|(tag, _)| tag == b"cfg")
+        .and_then(|(_, fd)| read_config(fd))
+    else {
+        return EXIT_NO_CONFIG;
+    };
+    let next = |want: &[u8; 3]| match crate::tty::recv_fd(sock) {
+        Ok((tag, fd)) if &tag == want => Some(fd),
+        _ => None,
+    };
+    let (Some(report_fd), Some(lifeline)) = (next(b"rep"), next(b"lif")) else {
+        return EXIT_NO_CONFIG;
+    };
+    let tty_socket = match cfg.fd_socket {
+        Some(_) => match next(b"tty") {
+            Some(fd) => Some(fd),
+            None => return EXIT_NO_CONFIG,
+        },
+        None => None,
+    };
+    // Into the run's cgroups: this process moves itself (it has one
+    // thread), before it roots a cgroup namespace there.
+    for _ in 0..cfg.cgroup_tasks {
+        let Some(tasks) = next(b"cgt") else {
+            return EXIT_NO_CONFIG;
+        };
+        if nix::unistd::write(&tasks, b"0").is_err() {
+            return EXIT_NO_CONFIG;
+        }
+    }
+    cfg.report_fd = report_fd.as_raw_fd();
+    cfg.lifeline_fd = lifeline.as_raw_fd();
+    cfg.fd_socket = tty_socket.as_ref().map(AsRawFd::as_raw_fd);
+    // Our id maps are written: become the namespace's root, which maps to
+    // the unprivileged host uid/gid. Groups first: a root supervisor's
+    // gid 0 must not follow us.
+    let _ = nix::sys::prctl::set_dumpable(false);
+    if root && nix::unistd::setgroups(&[]).is_err() {
+        return EXIT_ID;
+    }
+    let zero_gid = nix::unistd::Gid::from_raw(0);
+    let zero_uid = nix::unistd::Uid::from_raw(0);
+    if nix::unistd::setresgid(zero_gid, zero_gid, zero_gid).is_err()
+        || nix::unistd::setresuid(zero_uid, zero_uid, zero_uid).is_err()
+    {
+        return EXIT_ID;
+    }
+    // A credential change clears the parent-death signal (setup_and_run
+    // sets it again, then reads the lifeline).
+    run_init(&cfg, report_fd, &lifeline, tty_socket)
+}
+
+/// The init's part once it holds its config and descriptors: the exit
+/// status of the init process.
+fn run_init(
+    cfg: &InitConfig,
+    report_fd: OwnedFd,
+    lifeline: &OwnedFd,
+    tty_socket: Option<OwnedFd>,
+) -> u8 {
+    let mut report = File::from(report_fd);
+    match setup_and_run(cfg, &mut report, lifeline, tty_socket) {
         Ok(Role::Init(status)) => {
             let _ = crate::proto::send(&mut report, &Msg::Exited(status));
-            ExitCode::from(u8::try_from(status.as_shell_code() & 0xff).unwrap_or(1))
+            u8::try_from(status.as_shell_code() & 0xff).unwrap_or(1)
         }
-        Ok(Role::AgentFailed(code)) => ExitCode::from(code),
+        Ok(Role::AgentFailed(code)) => code,
         Err(e) => {
             let _ = crate::proto::send(&mut report, &Msg::Failed(e));
-            ExitCode::from(EXIT_SETUP)
+            EXIT_SETUP
         }
     }
 }
@@ -151,13 +249,16 @@ fn setup_and_run(
     // is checked after setting it.
     nix::sys::prctl::set_pdeathsig(Some(Signal::SIGKILL))
         .map_err(|e| setup_err("set parent-death signal", e))?;
+    // An init cloned ahead was born in the supervisor's cgroup, and its
+    // cgroup namespace is rooted there; the supervisor has moved it into the
+    // run's cgroups since: a namespace of its own makes that the root, as
+    // the executed init's is (`crate::ahead`).
+    if cfg.unshare_cgroup {
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
+            .map_err(|e| setup_err("enter a cgroup namespace", e))?;
+    }
     // Not dumpable: nothing inside can ptrace or read the memory of pid 1.
     nix::sys::prctl::set_dumpable(false).map_err(|e| setup_err("set non-dumpable", e))?;
-    // The supervisor let us execute once our id maps were written (its
-    // first byte); it finishes its part (cgroups, the proxy's listener,
-    // the overlay's work directory, the decoy watch) while this binary
-    // starts, and its second byte says go. End-of-file: it is gone.
-    wait_for_start(lifeline)?;
     // Step 1: no_new_privs before anything executes inside.
     nix::sys::prctl::set_no_new_privs().map_err(|e| setup_err("set no_new_privs", e))?;
     // Step 4: the new root (with the idmapped project the supervisor sent
@@ -185,8 +286,12 @@ fn setup_and_run(
     // Limits that are per process.
     let mut limits = cfg.limits.clone();
     // The agent dies first when the host runs out of memory.
-    std::fs::write("/proc/self/oom_score_adj", "1000")
-        .map_err(|e| setup_err("write /proc/self/oom_score_adj", e))?;
+    // (An init cloned ahead has it from the supervisor: its /proc files
+    // belong to the host's root, as its memory came from outside.)
+    if !std::fs::read_to_string("/proc/self/oom_score_adj").is_ok_and(|v| v.trim() == "1000") {
+        std::fs::write("/proc/self/oom_score_adj", "1000")
+            .map_err(|e| setup_err("write /proc/self/oom_score_adj", e))?;
+    }
     limits.oom_score_adj = 1000;
     if let Some(cpu) = cfg.spec.limits.cpu_seconds {
         nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_CPU, cpu, cpu)
@@ -270,6 +375,11 @@ fn setup_and_run(
     let sfd = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC)
         .map_err(|e| setup_err("create signalfd", e))?;
 
+    // The wall is up. The supervisor finishes its part (the session on
+    // disk, the decoy watch, the proxy) meanwhile, and its second byte on
+    // the lifeline says go: nothing of the agent's runs before it.
+    // End-of-file: it is gone.
+    wait_for_start(lifeline)?;
     if crate::sys::thread_count() != Some(1) {
         return Err(setup_err(
             "fork the agent",

@@ -37,6 +37,7 @@
 // confined to the `sys` module; every other module forbids it.
 #![allow(unsafe_code)]
 
+mod ahead;
 mod doctor;
 mod events;
 mod init;
@@ -56,6 +57,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+pub use ahead::clone_init_ahead;
 pub use doctor::{Check, CheckStatus, DoctorReport, doctor};
 pub use init::{INIT_ARG, init_if_requested};
 pub use supervisor::run;

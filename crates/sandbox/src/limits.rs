@@ -264,6 +264,24 @@ impl Cgroups {
         true
     }
 
+    /// Each cgroup's `tasks` file, open for writing, when all are v1: a
+    /// process that writes `0` to them moves itself in, without the RCU
+    /// grace period of a write of its pid from outside (see
+    /// [`Cgroups::enter_thread`]); the init cloned ahead does
+    /// (`crate::ahead`). `None`: attach by pid.
+    pub(crate) fn open_tasks(&self) -> Option<Vec<std::os::fd::OwnedFd>> {
+        self.dirs
+            .iter()
+            .map(|d| {
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(d.join("tasks"))
+                    .ok()
+                    .map(std::os::fd::OwnedFd::from)
+            })
+            .collect()
+    }
+
     /// Moves the calling thread back to the supervisor's own cgroups.
     pub(crate) fn leave_thread(&self) {
         self.leave(&self.dirs);

@@ -32,6 +32,14 @@ pub(crate) struct InitConfig {
     /// Socket on which the init sends descriptors to the supervisor: the
     /// loopback listeners, then the pty master.
     pub(crate) fd_socket: Option<i32>,
+    /// The init was cloned ahead (`crate::ahead`): it enters a cgroup
+    /// namespace of its own first.
+    #[serde(default)]
+    pub(crate) unshare_cgroup: bool,
+    /// How many cgroup `tasks` files follow the config for an init cloned
+    /// ahead: it writes `0` to each, moving itself into the run's cgroups.
+    #[serde(default)]
+    pub(crate) cgroup_tasks: usize,
 }
 
 /// The agent's terminal.

@@ -272,6 +272,27 @@ pub fn run(
     }
     let wants_tree = plan.wants_tree();
     let injected_sources = plan.injected.clone();
+    // The overlay is mounted volatile: clear (or refuse) what a run that
+    // did not finish left, and note when this run starts. The init mounts
+    // it as soon as it has its config (the agent starts at the start byte).
+    let overlay_dirs = match &spec.project_mode {
+        crate::ProjectMode::Overlay { upper, work } => {
+            let since = crate::volatile::prepare(upper, work)?;
+            Some((upper.clone(), work.clone(), since))
+        }
+        _ => None,
+    };
+
+    // The init cloned ahead at the start of `main`, if there is one (see
+    // `crate::ahead`); otherwise it is cloned and executed below.
+    let ahead = crate::ahead::take();
+    // An init cloned ahead moves itself into v1 cgroups (no RCU grace
+    // period, see `Cgroups::open_tasks`); on v2 it is attached by pid.
+    let tasks = if ahead.is_some() {
+        cgroups.0.open_tasks()
+    } else {
+        None
+    };
     let cfg = InitConfig {
         spec: init_spec,
         plan,
@@ -281,93 +302,150 @@ pub fn run(
         nproc_rlimit: limits.nproc_rlimit,
         tty: spec.tty.then_some(TtyConfig { rows, cols }),
         fd_socket: tty_pair.as_ref().map(|(_, inside)| inside.as_raw_fd()),
+        unshare_cgroup: ahead.is_some(),
+        cgroup_tasks: tasks.as_ref().map_or(0, Vec::len),
     };
     let config = config_memfd(&cfg)?;
 
-    let mut keep = vec![
-        config.as_raw_fd(),
-        report_write.as_raw_fd(),
-        sync_read.as_raw_fd(),
-    ];
-    if let Some((_, inside)) = &tty_pair {
-        keep.push(inside.as_raw_fd());
-    }
-    let exe =
-        CString::new("/proc/self/exe").map_err(|_| SandboxError::Spec("exe path".to_owned()))?;
-    let argv = vec![
-        CString::new("blastwall-init").map_err(|_| SandboxError::Spec("argv".to_owned()))?,
-        CString::new(INIT_ARG).map_err(|_| SandboxError::Spec("argv".to_owned()))?,
-        CString::new(config.as_raw_fd().to_string())
-            .map_err(|_| SandboxError::Spec("argv".to_owned()))?,
-    ];
-    let (ready_read, ready_write) =
-        nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(nix_err("cannot create the ready pipe"))?;
-    let prepared = crate::sys::PreparedExec::new(
-        exe,
-        argv,
-        Vec::new(),
-        sync_read.as_raw_fd(),
-        sync_write.as_raw_fd(),
-        keep,
-        nix::unistd::geteuid().is_root(),
-        ready_write.as_raw_fd(),
-    );
-
-    // Step 2: the namespaces.
-    let mut flags = CloneFlags::CLONE_NEWUSER
-        | CloneFlags::CLONE_NEWNS
-        | CloneFlags::CLONE_NEWPID
-        | CloneFlags::CLONE_NEWNET
-        | CloneFlags::CLONE_NEWIPC
-        | CloneFlags::CLONE_NEWUTS
-        | CloneFlags::CLONE_NEWCGROUP;
-    // The child starts in its cgroups: this thread enters them for the
-    // clone and leaves right after (see `Cgroups::enter_thread`).
-    let in_cgroups = ThreadInCgroups::enter(&cgroups.0);
-    let pid = match crate::sys::clone_into_namespaces(flags.bits(), &prepared) {
-        Ok(pid) => pid,
-        Err(e) if e.raw_os_error() == Some(libc::EINVAL) && accepted(Layer::CgroupNamespace) => {
-            flags.remove(CloneFlags::CLONE_NEWCGROUP);
-            missing.push((
-                Layer::CgroupNamespace,
-                "the kernel refused CLONE_NEWCGROUP".to_owned(),
-            ));
-            crate::sys::clone_into_namespaces(flags.bits(), &prepared)
-                .map_err(|source| SandboxError::Namespaces { source })?
+    let mut flags = crate::ahead::flags();
+    let (pid, mut guard, mut sync_file, ready_read, tty_sock) = match ahead {
+        Some(ahead) => {
+            let pid = ahead.pid;
+            let guard = InitGuard { pid: Some(pid) };
+            // It said it is ready: dumpable, when we are unprivileged.
+            write_id_maps(pid, &spec.identity)?;
+            // The agent dies first when the host runs out of memory. Its
+            // /proc files belong to the host's root once it is not dumpable
+            // (its memory was made outside), so this is written from here.
+            std::fs::write(format!("/proc/{pid}/oom_score_adj"), "1000")
+                .map_err(io_err("cannot write the sandbox init's oom_score_adj"))?;
+            // In the run's cgroups before it takes its config: it roots a
+            // cgroup namespace of its own where it is then.
+            if tasks.is_none() {
+                cgroups
+                    .0
+                    .attach(pid.as_raw())
+                    .map_err(|reason| SandboxError::Layer {
+                        layer: Layer::Cgroup,
+                        reason,
+                    })?;
+            }
+            let send = |tag: &[u8; 3], fd: std::os::fd::RawFd| {
+                crate::tty::send_fd(&ahead.sock, tag, fd)
+                    .map_err(io_err("cannot hand the sandbox init its config"))
+            };
+            send(b"cfg", config.as_raw_fd())?;
+            send(b"rep", report_write.as_raw_fd())?;
+            send(b"lif", sync_read.as_raw_fd())?;
+            if let Some((_, inside)) = &tty_pair {
+                send(b"tty", inside.as_raw_fd())?;
+            }
+            for t in tasks.iter().flatten() {
+                send(b"cgt", t.as_raw_fd())?;
+            }
+            drop(tasks);
+            drop(report_write);
+            drop(config);
+            let tty_sock = tty_pair.map(|(outside, inside)| {
+                drop(inside);
+                outside
+            });
+            (pid, guard, File::from(sync_write), None, tty_sock)
         }
-        Err(source) => return Err(SandboxError::Namespaces { source }),
-    };
-    let entered = in_cgroups.entered;
-    drop(in_cgroups);
-    let mut guard = InitGuard { pid: Some(pid) };
-    drop(prepared);
-    drop(report_write);
-    drop(config);
-    let tty_sock = tty_pair.map(|(outside, inside)| {
-        drop(inside);
-        outside
-    });
+        None => {
+            let mut keep = vec![
+                config.as_raw_fd(),
+                report_write.as_raw_fd(),
+                sync_read.as_raw_fd(),
+            ];
+            if let Some((_, inside)) = &tty_pair {
+                keep.push(inside.as_raw_fd());
+            }
+            let exe = CString::new("/proc/self/exe")
+                .map_err(|_| SandboxError::Spec("exe path".to_owned()))?;
+            let argv = vec![
+                CString::new("blastwall-init").map_err(|_| SandboxError::Spec("argv".to_owned()))?,
+                CString::new(INIT_ARG).map_err(|_| SandboxError::Spec("argv".to_owned()))?,
+                CString::new(config.as_raw_fd().to_string())
+                    .map_err(|_| SandboxError::Spec("argv".to_owned()))?,
+            ];
+            let (ready_read, ready_write) = nix::unistd::pipe2(OFlag::O_CLOEXEC)
+                .map_err(nix_err("cannot create the ready pipe"))?;
+            let prepared = crate::sys::PreparedExec::new(
+                exe,
+                argv,
+                Vec::new(),
+                sync_read.as_raw_fd(),
+                sync_write.as_raw_fd(),
+                keep,
+                nix::unistd::geteuid().is_root(),
+                ready_write.as_raw_fd(),
+            );
 
-    drop(ready_write);
-    // An unprivileged supervisor may write the child's id maps only once
-    // the child made itself dumpable; root may write them at once, while
-    // the child is still being scheduled. (The read end stays open until
-    // the start byte: the child's ready byte must not meet a closed pipe.)
-    let ready_read = if nix::unistd::geteuid().is_root() {
-        Some(ready_read)
-    } else {
-        wait_ready(ready_read)?;
-        None
+            // Step 2: the namespaces.
+            // The child starts in its cgroups: this thread enters them for
+            // the clone and leaves right after (see `Cgroups::enter_thread`).
+            let in_cgroups = ThreadInCgroups::enter(&cgroups.0);
+            let pid = match crate::sys::clone_into_namespaces(flags.bits(), &prepared) {
+                Ok(pid) => pid,
+                Err(e)
+                    if e.raw_os_error() == Some(libc::EINVAL)
+                        && accepted(Layer::CgroupNamespace) =>
+                {
+                    flags.remove(CloneFlags::CLONE_NEWCGROUP);
+                    missing.push((
+                        Layer::CgroupNamespace,
+                        "the kernel refused CLONE_NEWCGROUP".to_owned(),
+                    ));
+                    crate::sys::clone_into_namespaces(flags.bits(), &prepared)
+                        .map_err(|source| SandboxError::Namespaces { source })?
+                }
+                Err(source) => return Err(SandboxError::Namespaces { source }),
+            };
+            let entered = in_cgroups.entered;
+            drop(in_cgroups);
+            let guard = InitGuard { pid: Some(pid) };
+            drop(prepared);
+            drop(report_write);
+            drop(config);
+            let tty_sock = tty_pair.map(|(outside, inside)| {
+                drop(inside);
+                outside
+            });
+
+            drop(ready_write);
+            // An unprivileged supervisor may write the child's id maps only
+            // once the child made itself dumpable; root may write them at
+            // once, while the child is still being scheduled. (The read end
+            // stays open until the start byte: the child's ready byte must
+            // not meet a closed pipe.)
+            let ready_read = if nix::unistd::geteuid().is_root() {
+                Some(ready_read)
+            } else {
+                wait_ready(ready_read)?;
+                None
+            };
+            write_id_maps(pid, &spec.identity)?;
+            // First byte on the start pipe: the maps are written, the child
+            // may become the namespace's root and execute the init, which
+            // sets up the wall and then waits for the second byte before it
+            // starts the agent. All of that overlaps what follows here.
+            let mut sync_file = File::from(sync_write);
+            sync_file
+                .write_all(b"m")
+                .map_err(io_err("cannot start the sandbox init"))?;
+            if !entered {
+                cgroups
+                    .0
+                    .attach(pid.as_raw())
+                    .map_err(|reason| SandboxError::Layer {
+                        layer: Layer::Cgroup,
+                        reason,
+                    })?;
+            }
+            (pid, guard, sync_file, ready_read, tty_sock)
+        }
     };
-    write_id_maps(pid, &spec.identity)?;
-    // First byte on the start pipe: the maps are written, the child may
-    // become the namespace's root and execute the init, which then waits
-    // for the second byte. Its exec and start-up (~1 ms) overlap what
-    // follows here.
-    let mut sync_file = File::from(sync_write);
-    sync_file
-        .write_all(b"m")
-        .map_err(io_err("cannot start the sandbox init"))?;
     // The decoy watch (a fork of this process) starts while the init
     // executes; it is ready, or the run stops, before the start byte.
     let mut decoy_watch = if decoy_pairs.is_empty() {
@@ -375,15 +453,6 @@ pub fn run(
     } else {
         Some(crate::events::DecoyWatch::new(&decoy_pairs)?)
     };
-    if !entered {
-        cgroups
-            .0
-            .attach(pid.as_raw())
-            .map_err(|reason| SandboxError::Layer {
-                layer: Layer::Cgroup,
-                reason,
-            })?;
-    }
     hooks
         .netns_ready(pid.as_raw())
         .map_err(SandboxError::Hook)?;
@@ -398,16 +467,6 @@ pub fn run(
         send_idmapped_project(pid, &spec, sock)?;
     }
 
-    // The overlay is mounted volatile: clear (or refuse) what a run that
-    // did not finish left, and note when this run starts (nothing inside
-    // runs before the start byte).
-    let overlay_dirs = match &spec.project_mode {
-        crate::ProjectMode::Overlay { upper, work } => {
-            let since = crate::volatile::prepare(upper, work)?;
-            Some((upper.clone(), work.clone(), since))
-        }
-        _ => None,
-    };
 
     // The decoys are watched before anything inside can open one.
     if let Some(w) = &mut decoy_watch {
@@ -421,9 +480,10 @@ pub fn run(
     decoy_dir.inject_late(given, &injected_sources, &late)?;
 
     // Start. The write end stays open until we return: it is the lifeline.
-    sync_file
-        .write_all(b"g")
-        .map_err(io_err("cannot start the sandbox init"))?;
+    // The init set up the wall while the session was prepared; if that
+    // failed, it is gone, this write finds no reader, and its report below
+    // says why.
+    let _ = sync_file.write_all(b"g");
     drop(sync_read);
     drop(ready_read);
 

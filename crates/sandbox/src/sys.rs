@@ -191,12 +191,13 @@ unsafe fn child_after_clone(p: &PreparedExec) -> ! {
     }
 }
 
-/// Forks a single-threaded process (the sandbox init forks the agent).
+/// Forks a single-threaded process (the sandbox init forks the agent; `main`
+/// forks the spawner of the init cloned ahead).
 pub(crate) fn fork_single_threaded() -> nix::Result<nix::unistd::ForkResult> {
-    // SAFETY: only called from the sandbox init, which is entered right
-    // after execve and starts no threads (checked by the caller with
-    // `thread_count() == 1`), so the child cannot inherit a lock held by
-    // another thread; it may allocate freely.
+    // SAFETY: only called from a process with one thread: the sandbox init,
+    // which starts no threads, and `main` before it starts any
+    // (`crate::ahead`); each caller checks `thread_count() == 1`. The child
+    // cannot inherit a lock held by another thread; it may allocate freely.
     unsafe { nix::unistd::fork() }
 }
 
@@ -379,16 +380,134 @@ pub(crate) fn landlock_abi() -> Result<i32, Errno> {
 /// Called by [`crate::harden_self`], the first line of `main`, before any
 /// thread exists.
 pub(crate) fn strip_loader_env() {
-    let names: Vec<std::ffi::OsString> = std::env::vars_os()
-        .map(|(k, _)| k)
-        .filter(|k| k.as_encoded_bytes().starts_with(b"LD_"))
-        .collect();
+    // The names are read straight from `environ`: `std::env::vars_os` would
+    // copy every value (secrets among them) into heap blocks that stay in
+    // the process's memory after they are freed, and the sandbox's init is
+    // cloned from this memory (`crate::ahead`).
+    let mut names: Vec<std::ffi::OsString> = Vec::new();
+    // SAFETY: `environ` is the NULL-terminated array of NUL-terminated
+    // strings libc keeps; harden_self is documented to be the first call
+    // of `main`, before the program starts any thread, so nothing changes
+    // it while it is read here.
+    unsafe {
+        let mut p = environ;
+        while !p.is_null() && !(*p).is_null() {
+            let entry = std::ffi::CStr::from_ptr(*p).to_bytes();
+            if let Some(name) = entry
+                .strip_prefix(b"LD_")
+                .and_then(|_| entry.split(|&b| b == b'=').next())
+            {
+                names.push(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(name).to_owned());
+            }
+            p = p.add(1);
+        }
+    }
     for name in names {
         // SAFETY: remove_var is unsafe because another thread could read the
         // environment at the same time; harden_self is documented to be the
         // first call of `main`, before the program starts any thread.
         unsafe { std::env::remove_var(name) };
     }
+}
+
+unsafe extern "C" {
+    static mut environ: *const *const libc::c_char;
+}
+
+/// Ends this process at once: no atexit handler, no flush (for a forked
+/// copy whose buffers are its parent's).
+pub(crate) fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit(2) takes an integer and does not return.
+    unsafe { libc::_exit(code) }
+}
+
+/// The start and end addresses of this process's argument and environment
+/// blocks (`/proc/self/stat` fields 48 to 51).
+fn arg_env_blocks() -> Option<[usize; 4]> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name, which may hold spaces: field 3 first.
+    let rest = stat.get(stat.rfind(')')? + 2..)?;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let at = |n: usize| f.get(n - 3).and_then(|v| v.parse::<usize>().ok());
+    Some([at(48)?, at(49)?, at(50)?, at(51)?])
+}
+
+/// Empties this process's environment and zeroes the strings the kernel
+/// placed for it (what `/proc/<pid>/environ` shows). For a process that is
+/// single-threaded and has not read its environment into other memory.
+pub(crate) fn scrub_environment() -> io::Result<()> {
+    let [_, _, env_start, env_end] =
+        arg_env_blocks().ok_or_else(|| io::Error::other("cannot read /proc/self/stat"))?;
+    // SAFETY: clearenv only sets `environ` to NULL (the array is the
+    // kernel's, never allocated by libc here); the caller is
+    // single-threaded, so no getenv runs beside it.
+    if unsafe { libc::clearenv() } != 0 {
+        return Err(io::Error::other("clearenv failed"));
+    }
+    if env_end > env_start {
+        // SAFETY: [env_start, env_end) is the environment block on this
+        // process's initial stack, mapped and writable for its whole life;
+        // after clearenv nothing points into it any more.
+        unsafe { std::ptr::write_bytes(env_start as *mut u8, 0, env_end - env_start) };
+    }
+    Ok(())
+}
+
+/// Overwrites this process's argument block (what `/proc/<pid>/cmdline`
+/// shows) with `args`, NUL-separated, cut to the block's size and padded
+/// with NULs. `std::env::args` reads the new text afterwards.
+pub(crate) fn rewrite_cmdline(args: &[u8]) {
+    let Some([arg_start, arg_end, _, _]) = arg_env_blocks() else {
+        return;
+    };
+    let len = arg_end.saturating_sub(arg_start);
+    if len == 0 {
+        return;
+    }
+    let n = args.len().min(len - 1);
+    // SAFETY: [arg_start, arg_end) is the argument block on this process's
+    // initial stack, mapped and writable for its whole life; the strings
+    // `argv` points to lie in it and stay NUL-terminated (the last byte is
+    // written 0). The caller is single-threaded.
+    unsafe {
+        let base = arg_start as *mut u8;
+        std::ptr::copy_nonoverlapping(args.as_ptr(), base, n);
+        std::ptr::write_bytes(base.add(n), 0, len - n);
+    }
+}
+
+/// `clone(2)` with `CLONE_PARENT` and `flags` (`CLONE_NEW*`), fork-like: the
+/// child is a sibling of the caller (its parent, and its parent-death
+/// signal's thread, are the caller's parent's) and runs on from here.
+///
+/// Returns `None` in the child, the child's pid in the caller.
+///
+/// Only for a single-threaded caller (checked): the child then holds no
+/// lock another thread held and may allocate and run any code.
+pub(crate) fn clone_sibling(flags: libc::c_int) -> io::Result<Option<Pid>> {
+    if thread_count() != Some(1) {
+        return Err(io::Error::other("the caller is not single-threaded"));
+    }
+    let clone_flags = libc::c_ulong::try_from(flags | libc::CLONE_PARENT | libc::SIGCHLD)
+        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: raw clone(2) with a NULL stack behaves like fork(2): the child
+    // runs on a copy-on-write copy of this thread's stack and memory; no
+    // pointers are passed (parent_tid, child_tid and tls are 0 and the flags
+    // hold no CLONE_*SETTID/SETTLS). The caller is the only thread (checked
+    // above), so the child inherits no lock held elsewhere and may return
+    // into Rust code like the child of fork(2).
+    // JUSTIFICATION: fork(2) cannot create namespaces, CLONE_PARENT or
+    // CLONE_NEWPID; nix's clone needs a separate stack and a callback.
+    let ret =
+        unsafe { libc::syscall(libc::SYS_clone, clone_flags, 0usize, 0usize, 0usize, 0usize) };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if ret == 0 {
+        return Ok(None);
+    }
+    let pid = i32::try_from(ret).map_err(|_| io::Error::from_raw_os_error(libc::EOVERFLOW))?;
+    Ok(Some(Pid::from_raw(pid)))
 }
 
 /// Makes `fd` the controlling terminal of this (session leader) process.

@@ -51,7 +51,12 @@ fn main() -> ExitCode {
     }
     let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
     match args.first().and_then(|a| a.to_str()) {
-        Some("run") => run(&args[1..]),
+        Some("run") => {
+            blastwall_sandbox::clone_init_ahead();
+            run(&args[1..])
+        }
+        // The same, with the init cloned and executed by `run` itself.
+        Some("run-exec") => run(&args[1..]),
         Some("filter-only") => filter_only(&args[1..]),
         Some("doctor") => {
             let report = blastwall_sandbox::doctor();
@@ -69,7 +74,7 @@ fn main() -> ExitCode {
         }
         _ => {
             eprintln!(
-                "usage: blastwall-sandbox-harness run SPEC.json OUTCOME.json | filter-only CMD... | doctor"
+                "usage: blastwall-sandbox-harness run|run-exec SPEC.json OUTCOME.json | filter-only CMD... | doctor"
             );
             ExitCode::from(2)
         }
