@@ -375,11 +375,12 @@ fn setup_and_run(
     let sfd = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC)
         .map_err(|e| setup_err("create signalfd", e))?;
 
-    // The wall is up. The supervisor finishes its part (the session on
-    // disk, the decoy watch, the proxy) meanwhile, and its second byte on
-    // the lifeline says go: nothing of the agent's runs before it.
-    // End-of-file: it is gone.
-    wait_for_start(lifeline)?;
+    // The agent is forked and sets itself up (its user namespace,
+    // Landlock, seccomp) while the supervisor finishes its part (the
+    // session on disk, the decoy watch, the proxy); it executes the
+    // command only once the init passes the supervisor's start byte on.
+    let (go_read, go_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|e| setup_err("create the agent's start pipe", e))?;
     if crate::sys::thread_count() != Some(1) {
         return Err(setup_err(
             "fork the agent",
@@ -409,8 +410,9 @@ fn setup_and_run(
             };
             let _ =
                 nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&old_mask), None);
+            drop(go_write);
             let err = match job {
-                Ok(()) => agent(cfg, report, &limits),
+                Ok(()) => agent(cfg, report, &limits, &go_read),
                 Err(e) => e,
             };
             let code = match &err {
@@ -422,6 +424,7 @@ fn setup_and_run(
         }
         ForkResult::Parent { child } => {
             drop(pty);
+            drop(go_read);
             // The init needs no capability any more: it reaps and forwards
             // signals to processes of its own uid. (Not before the fork:
             // mapping the agent's namespace to our root needs CAP_SETFCAP
@@ -430,6 +433,18 @@ fn setup_and_run(
                 let _ = nix::sys::signal::kill(child, Signal::SIGKILL);
                 return Err(setup_err("drop the init's capabilities", e));
             }
+            // The supervisor's second byte on the lifeline says go, once
+            // the session is on disk. End-of-file: it is gone, and the
+            // agent never executes.
+            if let Err(e) = wait_for_start(lifeline) {
+                let _ = nix::sys::signal::kill(child, Signal::SIGKILL);
+                let _ = nix::sys::wait::waitpid(child, None);
+                return Err(e);
+            }
+            // The agent may have failed its setup and gone (its report
+            // says why): a write to no reader is no error here.
+            let _ = nix::unistd::write(&go_write, b"g");
+            drop(go_write);
             Ok(Role::Init(reap_until(child, &sfd, lifeline, report)))
         }
     }
@@ -534,8 +549,13 @@ fn finish(status: ExitStatus) -> ExitStatus {
 }
 
 /// The agent child: returns only on failure.
-fn agent(cfg: &InitConfig, report: &mut File, limits: &crate::LimitsReport) -> WireError {
-    match agent_setup(cfg, report, limits) {
+fn agent(
+    cfg: &InitConfig,
+    report: &mut File,
+    limits: &crate::LimitsReport,
+    go: &OwnedFd,
+) -> WireError {
+    match agent_setup(cfg, report, limits, go) {
         Ok(e) | Err(e) => e,
     }
 }
@@ -544,6 +564,7 @@ fn agent_setup(
     cfg: &InitConfig,
     report: &mut File,
     limits: &crate::LimitsReport,
+    go: &OwnedFd,
 ) -> Result<WireError, WireError> {
     let spec = &cfg.spec;
     // A second user namespace: the agent is `uid` inside, mapped to the
@@ -602,8 +623,10 @@ fn agent_setup(
         }
     };
 
-    // Step 8: exec.
+    // Step 8: exec, once the init says go (the supervisor's start byte:
+    // the session is on disk). End-of-file: the run stops here.
     let (program, argv, envp) = exec_args(spec)?;
+    wait_for_start(go)?;
     crate::proto::send(
         report,
         &Msg::Started {

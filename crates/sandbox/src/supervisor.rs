@@ -275,12 +275,12 @@ pub fn run(
     // The overlay is mounted volatile: clear (or refuse) what a run that
     // did not finish left, and note when this run starts. The init mounts
     // it as soon as it has its config (the agent starts at the start byte).
-    let overlay_dirs = match &spec.project_mode {
-        crate::ProjectMode::Overlay { upper, work } => {
-            let since = crate::volatile::prepare(upper, work)?;
-            Some((upper.clone(), work.clone(), since))
-        }
-        _ => None,
+    // (Done once the init exists: a host that cannot make the namespaces
+    // is told so first.)
+    let prepare_overlay = || match &spec.project_mode {
+        crate::ProjectMode::Overlay { upper, work } => crate::volatile::prepare(upper, work)
+            .map(|since| Some((upper.clone(), work.clone(), since))),
+        _ => Ok(None),
     };
 
     // The init cloned ahead at the start of `main`, if there is one (see
@@ -308,7 +308,7 @@ pub fn run(
     let config = config_memfd(&cfg)?;
 
     let mut flags = crate::ahead::flags();
-    let (pid, mut guard, mut sync_file, ready_read, tty_sock) = match ahead {
+    let (pid, mut guard, mut sync_file, ready_read, tty_sock, overlay_dirs) = match ahead {
         Some(ahead) => {
             let pid = ahead.pid;
             let guard = InitGuard { pid: Some(pid) };
@@ -330,6 +330,7 @@ pub fn run(
                         reason,
                     })?;
             }
+            let overlay_dirs = prepare_overlay()?;
             let send = |tag: &[u8; 3], fd: std::os::fd::RawFd| {
                 crate::tty::send_fd(&ahead.sock, tag, fd)
                     .map_err(io_err("cannot hand the sandbox init its config"))
@@ -350,7 +351,14 @@ pub fn run(
                 drop(inside);
                 outside
             });
-            (pid, guard, File::from(sync_write), None, tty_sock)
+            (
+                pid,
+                guard,
+                File::from(sync_write),
+                None,
+                tty_sock,
+                overlay_dirs,
+            )
         }
         None => {
             let mut keep = vec![
@@ -426,6 +434,7 @@ pub fn run(
                 None
             };
             write_id_maps(pid, &spec.identity)?;
+            let overlay_dirs = prepare_overlay()?;
             // First byte on the start pipe: the maps are written, the child
             // may become the namespace's root and execute the init, which
             // sets up the wall and then waits for the second byte before it
@@ -443,7 +452,7 @@ pub fn run(
                         reason,
                     })?;
             }
-            (pid, guard, sync_file, ready_read, tty_sock)
+            (pid, guard, sync_file, ready_read, tty_sock, overlay_dirs)
         }
     };
     // The decoy watch (a fork of this process) starts while the init
