@@ -372,7 +372,8 @@ pub fn run(
             let exe = CString::new("/proc/self/exe")
                 .map_err(|_| SandboxError::Spec("exe path".to_owned()))?;
             let argv = vec![
-                CString::new("blastwall-init").map_err(|_| SandboxError::Spec("argv".to_owned()))?,
+                CString::new("blastwall-init")
+                    .map_err(|_| SandboxError::Spec("argv".to_owned()))?,
                 CString::new(INIT_ARG).map_err(|_| SandboxError::Spec("argv".to_owned()))?,
                 CString::new(config.as_raw_fd().to_string())
                     .map_err(|_| SandboxError::Spec("argv".to_owned()))?,
@@ -476,7 +477,6 @@ pub fn run(
         send_idmapped_project(pid, &spec, sock)?;
     }
 
-
     // The decoys are watched before anything inside can open one.
     if let Some(w) = &mut decoy_watch {
         w.wait_ready()?;
@@ -554,21 +554,28 @@ pub fn run(
         None => Ok(()),
     };
     let synced_early = seen.exited.is_some();
-    if synced_early {
-        durable(&overlay_dirs)?;
+    if synced_early && let Some((upper, _, since)) = &overlay_dirs {
+        crate::volatile::sync(upper, *since)?;
     }
     if seen.failure.is_none() && seen.started.is_some() && seen.exited.is_some() {
         // The command's end is known (the init reported it once it had
         // killed and reaped everything inside, so an OOM kill is counted
         // by now) and the overlay is durable: the caller may record it
-        // while the init's namespaces are torn down.
+        // while the init's namespaces are torn down and the overlay's
+        // marker is removed.
         let out = outcome(seen, cgroups.0.oom_killed(), flags, missing, &spec, None)?;
         hooks.ended(&out);
         // The init ends after the report pipe closes.
         let _ = nix::sys::wait::waitpid(pid, None);
         guard.pid = None;
         drop(sync_file);
+        if let Some((_, work, _)) = &overlay_dirs {
+            crate::volatile::remove_volatile_marker(work)?;
+        }
         return Ok(out);
+    }
+    if synced_early && let Some((_, work, _)) = &overlay_dirs {
+        crate::volatile::remove_volatile_marker(work)?;
     }
     let wait =
         nix::sys::wait::waitpid(pid, None).map_err(nix_err("cannot wait for the sandbox init"))?;

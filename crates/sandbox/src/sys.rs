@@ -397,7 +397,9 @@ pub(crate) fn strip_loader_env() {
                 .strip_prefix(b"LD_")
                 .and_then(|_| entry.split(|&b| b == b'=').next())
             {
-                names.push(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(name).to_owned());
+                names.push(
+                    <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(name).to_owned(),
+                );
             }
             p = p.add(1);
         }

@@ -114,10 +114,22 @@ impl Stamp {
 /// After the run (the overlay unmounted): makes what changed in `upper`
 /// since `since` durable, then removes the marker.
 pub(crate) fn finish(upper: &Path, work: &Path, since: Stamp) -> Result<(), SandboxError> {
+    sync(upper, since)?;
+    remove_volatile_marker(work)
+}
+
+/// The first half of [`finish`]: makes what changed in `upper` since
+/// `since` durable.
+pub(crate) fn sync(upper: &Path, since: Stamp) -> Result<(), SandboxError> {
     sync_changed(upper, since).map_err(|source| SandboxError::Io {
         what: format!("cannot sync the overlay's changes in {}", upper.display()),
         source,
-    })?;
+    })
+}
+
+/// The second half of [`finish`], once the changes are durable: removes
+/// the marker.
+pub(crate) fn remove_volatile_marker(work: &Path) -> Result<(), SandboxError> {
     remove_marker(work).map_err(|source| SandboxError::Io {
         what: format!("cannot remove {}", marker(work).display()),
         source,

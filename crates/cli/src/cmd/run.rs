@@ -416,7 +416,10 @@ pub(crate) fn run(a: &RunArgs, env: &Env) -> anyhow::Result<Status> {
             Status::Code(CANNOT_RUN)
         }
     };
-    drop(runtime);
+    // The log is sealed and the sinks are flushed: the runtime is told to
+    // stop, and the process's exit, which follows, takes its thread down
+    // (joining it would wait for it to drop every task first).
+    runtime.stop();
     Ok(status)
 }
 
@@ -507,6 +510,12 @@ impl ProxyRuntime {
 
     fn handle(&self) -> &tokio::runtime::Handle {
         &self.handle
+    }
+
+    /// Tells the runtime to stop, without waiting for its thread.
+    fn stop(mut self) {
+        drop(self.stop.take());
+        drop(self.thread.take());
     }
 }
 

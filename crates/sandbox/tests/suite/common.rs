@@ -40,6 +40,9 @@ pub(crate) struct Fixture {
     pub(crate) spec: SandboxSpec,
     /// Injected files the harness gives at `before_start`.
     pub(crate) late: Vec<blastwall_sandbox::InjectedFile>,
+    /// The harness's command: `run` (the init cloned ahead) or `run-exec`
+    /// (the init cloned and executed by `run`).
+    pub(crate) mode: &'static str,
 }
 
 impl Fixture {
@@ -90,6 +93,7 @@ impl Fixture {
             dir,
             spec,
             late: Vec::new(),
+            mode: "run",
         }
     }
 
@@ -130,7 +134,7 @@ impl Fixture {
             }
             None => Command::new(harness()),
         };
-        cmd.arg("run").arg(&spec_path).arg(&out_path);
+        cmd.arg(self.mode).arg(&spec_path).arg(&out_path);
         if !self.late.is_empty() {
             let late_path = self.path("late.json");
             std::fs::write(&late_path, serde_json::to_vec(&self.late).unwrap()).unwrap();

@@ -1,3 +1,4 @@
+mod ahead;
 mod common;
 mod filesystem;
 mod lifetime;
