@@ -115,7 +115,8 @@ fn init_main(config_fd: RawFd) -> ExitCode {
         },
         None => None,
     };
-    ExitCode::from(run_init(&cfg, report_fd, &lifeline, tty_socket))
+    let filters = crate::seccomp::Filters::compile();
+    ExitCode::from(run_init(&cfg, report_fd, &lifeline, tty_socket, &filters))
 }
 
 /// The init cloned ahead (`crate::ahead`), in its new namespaces: waits on
@@ -145,6 +146,9 @@ fn ahead_main(sock: &OwnedFd, root: bool) -> u8 {
     if crate::ahead::send(sock, b'R', 0).is_err() {
         return EXIT_NO_CONFIG;
     }
+    // The seccomp filters are the same for every run: compiled while the
+    // supervisor prepares.
+    let filters = crate::seccomp::Filters::compile();
     // The config first; end-of-file: the supervisor is gone, or took the
     // exec path.
     let Some(mut cfg) = crate::tty::recv_fd(sock)
@@ -178,6 +182,17 @@ fn ahead_main(sock: &OwnedFd, root: bool) -> u8 {
             return EXIT_NO_CONFIG;
         }
     }
+    // The supervisor says go once our id maps are written (and the
+    // overlay's work directory is ready).
+    let mut go = [0u8; 5];
+    match nix::sys::socket::recv(
+        sock.as_raw_fd(),
+        &mut go,
+        nix::sys::socket::MsgFlags::empty(),
+    ) {
+        Ok(5) if go[0] == b'G' => {}
+        _ => return EXIT_NO_CONFIG,
+    }
     cfg.report_fd = report_fd.as_raw_fd();
     cfg.lifeline_fd = lifeline.as_raw_fd();
     cfg.fd_socket = tty_socket.as_ref().map(AsRawFd::as_raw_fd);
@@ -197,7 +212,7 @@ fn ahead_main(sock: &OwnedFd, root: bool) -> u8 {
     }
     // A credential change clears the parent-death signal (setup_and_run
     // sets it again, then reads the lifeline).
-    run_init(&cfg, report_fd, &lifeline, tty_socket)
+    run_init(&cfg, report_fd, &lifeline, tty_socket, &filters)
 }
 
 /// The init's part once it holds its config and descriptors: the exit
@@ -207,9 +222,10 @@ fn run_init(
     report_fd: OwnedFd,
     lifeline: &OwnedFd,
     tty_socket: Option<OwnedFd>,
+    filters: &Result<crate::seccomp::Filters, String>,
 ) -> u8 {
     let mut report = File::from(report_fd);
-    match setup_and_run(cfg, &mut report, lifeline, tty_socket) {
+    match setup_and_run(cfg, &mut report, lifeline, tty_socket, filters) {
         Ok(Role::Init(status)) => {
             let _ = crate::proto::send(&mut report, &Msg::Exited(status));
             u8::try_from(status.as_shell_code() & 0xff).unwrap_or(1)
@@ -241,6 +257,7 @@ fn setup_and_run(
     report: &mut File,
     lifeline: &OwnedFd,
     tty_socket: Option<OwnedFd>,
+    filters: &Result<crate::seccomp::Filters, String>,
 ) -> Result<Role, WireError> {
     // Step 3 of the order (tie life to the supervisor), repeated after
     // exec: the parent-death signal set before exec may have been cleared
@@ -412,7 +429,7 @@ fn setup_and_run(
                 nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&old_mask), None);
             drop(go_write);
             let err = match job {
-                Ok(()) => agent(cfg, report, &limits, &go_read),
+                Ok(()) => agent(cfg, report, &limits, &go_read, filters),
                 Err(e) => e,
             };
             let code = match &err {
@@ -554,8 +571,9 @@ fn agent(
     report: &mut File,
     limits: &crate::LimitsReport,
     go: &OwnedFd,
+    filters: &Result<crate::seccomp::Filters, String>,
 ) -> WireError {
-    match agent_setup(cfg, report, limits, go) {
+    match agent_setup(cfg, report, limits, go, filters) {
         Ok(e) | Err(e) => e,
     }
 }
@@ -565,6 +583,7 @@ fn agent_setup(
     report: &mut File,
     limits: &crate::LimitsReport,
     go: &OwnedFd,
+    filters: &Result<crate::seccomp::Filters, String>,
 ) -> Result<WireError, WireError> {
     let spec = &cfg.spec;
     // A second user namespace: the agent is `uid` inside, mapped to the
@@ -609,7 +628,11 @@ fn agent_setup(
     }
 
     // Step 7: seccomp, the last thing before execve.
-    let seccomp = match crate::seccomp::install() {
+    let seccomp = match filters
+        .as_ref()
+        .map_err(Clone::clone)
+        .and_then(|f| f.install())
+    {
         Ok(()) => true,
         Err(reason) => {
             if !accepted(Layer::Seccomp) {

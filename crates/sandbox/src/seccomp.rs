@@ -393,18 +393,45 @@ pub fn x32_program() -> BpfProgram {
     ]
 }
 
-/// Installs the three filters on the calling thread. `no_new_privs` must be
-/// set already (it is, since step 1 of the sandbox).
-pub fn install() -> Result<(), String> {
-    let deny = deny_program().map_err(|e| e.to_string())?;
-    let clone3 = clone3_program().map_err(|e| e.to_string())?;
-    seccompiler::apply_filter(&deny).map_err(|e| format!("cannot install the deny filter: {e}"))?;
-    seccompiler::apply_filter(&clone3)
-        .map_err(|e| format!("cannot install the clone3 filter: {e}"))?;
+/// The three filters, compiled: the sandbox's init compiles them while it
+/// waits (they are the same for every run), the agent installs them.
+#[derive(Debug)]
+pub struct Filters {
+    deny: BpfProgram,
+    clone3: BpfProgram,
     #[cfg(target_arch = "x86_64")]
-    seccompiler::apply_filter(&x32_program())
-        .map_err(|e| format!("cannot install the x32 filter: {e}"))?;
-    Ok(())
+    x32: BpfProgram,
+}
+
+impl Filters {
+    /// Compiles the filters.
+    pub fn compile() -> Result<Filters, String> {
+        Ok(Filters {
+            deny: deny_program().map_err(|e| e.to_string())?,
+            clone3: clone3_program().map_err(|e| e.to_string())?,
+            #[cfg(target_arch = "x86_64")]
+            x32: x32_program(),
+        })
+    }
+
+    /// Installs the filters on the calling thread. `no_new_privs` must be
+    /// set already (it is, since step 1 of the sandbox).
+    pub fn install(&self) -> Result<(), String> {
+        seccompiler::apply_filter(&self.deny)
+            .map_err(|e| format!("cannot install the deny filter: {e}"))?;
+        seccompiler::apply_filter(&self.clone3)
+            .map_err(|e| format!("cannot install the clone3 filter: {e}"))?;
+        #[cfg(target_arch = "x86_64")]
+        seccompiler::apply_filter(&self.x32)
+            .map_err(|e| format!("cannot install the x32 filter: {e}"))?;
+        Ok(())
+    }
+}
+
+/// Compiles and installs the three filters on the calling thread.
+/// `no_new_privs` must be set already.
+pub fn install() -> Result<(), String> {
+    Filters::compile()?.install()
 }
 
 /// For the test harness: sets `no_new_privs` and installs the filters on

@@ -312,6 +312,17 @@ pub fn run(
         Some(ahead) => {
             let pid = ahead.pid;
             let guard = InitGuard { pid: Some(pid) };
+            let send = |tag: &[u8; 3], fd: std::os::fd::RawFd| {
+                crate::tty::send_fd(&ahead.sock, tag, fd)
+                    .map_err(io_err("cannot hand the sandbox init its config"))
+            };
+            // What it reads and parses first, while its ids are written.
+            send(b"cfg", config.as_raw_fd())?;
+            send(b"rep", report_write.as_raw_fd())?;
+            send(b"lif", sync_read.as_raw_fd())?;
+            if let Some((_, inside)) = &tty_pair {
+                send(b"tty", inside.as_raw_fd())?;
+            }
             // It said it is ready: dumpable, when we are unprivileged.
             write_id_maps(pid, &spec.identity)?;
             // The agent dies first when the host runs out of memory. Its
@@ -319,8 +330,8 @@ pub fn run(
             // (its memory was made outside), so this is written from here.
             std::fs::write(format!("/proc/{pid}/oom_score_adj"), "1000")
                 .map_err(io_err("cannot write the sandbox init's oom_score_adj"))?;
-            // In the run's cgroups before it takes its config: it roots a
-            // cgroup namespace of its own where it is then.
+            // In the run's cgroups before it goes on: it roots a cgroup
+            // namespace of its own where it is then.
             if tasks.is_none() {
                 cgroups
                     .0
@@ -330,20 +341,16 @@ pub fn run(
                         reason,
                     })?;
             }
-            let overlay_dirs = prepare_overlay()?;
-            let send = |tag: &[u8; 3], fd: std::os::fd::RawFd| {
-                crate::tty::send_fd(&ahead.sock, tag, fd)
-                    .map_err(io_err("cannot hand the sandbox init its config"))
-            };
-            send(b"cfg", config.as_raw_fd())?;
-            send(b"rep", report_write.as_raw_fd())?;
-            send(b"lif", sync_read.as_raw_fd())?;
-            if let Some((_, inside)) = &tty_pair {
-                send(b"tty", inside.as_raw_fd())?;
-            }
             for t in tasks.iter().flatten() {
                 send(b"cgt", t.as_raw_fd())?;
             }
+            let overlay_dirs = prepare_overlay()?;
+            // Its ids are written, it is in its cgroups (or has their
+            // files), the overlay's work directory is ready: it may go on.
+            crate::ahead::send(&ahead.sock, b'G', 0).map_err(|e| SandboxError::Io {
+                what: "cannot start the sandbox init".to_owned(),
+                source: e.into(),
+            })?;
             drop(tasks);
             drop(report_write);
             drop(config);

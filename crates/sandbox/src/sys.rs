@@ -203,7 +203,15 @@ pub(crate) fn fork_single_threaded() -> nix::Result<nix::unistd::ForkResult> {
 
 /// Number of threads of this process, from `/proc/self/status`.
 pub(crate) fn thread_count() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    // One read: the file is about 1.5 KB, and read_to_string would grow its
+    // buffer from 32 bytes, one read each time.
+    let mut buf = Vec::with_capacity(8192);
+    std::io::Read::read_to_end(
+        &mut std::fs::File::open("/proc/self/status").ok()?,
+        &mut buf,
+    )
+    .ok()?;
+    let status = String::from_utf8(buf).ok()?;
     status
         .lines()
         .find_map(|l| l.strip_prefix("Threads:"))
