@@ -146,9 +146,11 @@ fn ahead_main(sock: &OwnedFd, root: bool) -> u8 {
     if crate::ahead::send(sock, b'R', 0).is_err() {
         return EXIT_NO_CONFIG;
     }
-    // The seccomp filters are the same for every run: compiled while the
-    // supervisor prepares.
+    // What is the same for every run is done while the supervisor
+    // prepares: the seccomp filters compiled, `/` made rprivate (the
+    // plan's first step).
     let filters = crate::seccomp::Filters::compile();
+    let root_private = crate::plan::Plan::make_root_private(&crate::plan::LinuxSyscalls).is_ok();
     // The config first; end-of-file: the supervisor is gone, or took the
     // exec path.
     let Some(mut cfg) = crate::tty::recv_fd(sock)
@@ -193,6 +195,7 @@ fn ahead_main(sock: &OwnedFd, root: bool) -> u8 {
         Ok(5) if go[0] == b'G' => {}
         _ => return EXIT_NO_CONFIG,
     }
+    cfg.root_private = root_private;
     cfg.report_fd = report_fd.as_raw_fd();
     cfg.lifeline_fd = lifeline.as_raw_fd();
     cfg.fd_socket = tty_socket.as_ref().map(AsRawFd::as_raw_fd);
@@ -294,7 +297,11 @@ fn setup_and_run(
         _ => None,
     };
     cfg.plan
-        .apply_with_tree(&crate::plan::LinuxSyscalls, tree.as_ref().map(AsFd::as_fd))
+        .apply_after(
+            &crate::plan::LinuxSyscalls,
+            tree.as_ref().map(AsFd::as_fd),
+            cfg.root_private,
+        )
         .map_err(WireError::from)?;
     drop(tree);
     nix::unistd::sethostname(&cfg.spec.hostname).map_err(|e| setup_err("set hostname", e))?;

@@ -791,13 +791,34 @@ impl Plan {
         sys: &dyn Syscalls,
         tree: Option<std::os::fd::BorrowedFd<'_>>,
     ) -> Result<(), SandboxError> {
+        self.apply_after(sys, tree, false)
+    }
+
+    /// [`Plan::apply_with_tree`], without its first step when
+    /// `root_private` says [`Plan::make_root_private`] was done already.
+    pub(crate) fn apply_after(
+        &self,
+        sys: &dyn Syscalls,
+        tree: Option<std::os::fd::BorrowedFd<'_>>,
+        root_private: bool,
+    ) -> Result<(), SandboxError> {
         for op in &self.ops {
+            if root_private && matches!(op, Op::MakeRootPrivate) {
+                continue;
+            }
             apply_op(op, sys, tree).map_err(|e| SandboxError::Setup {
                 step: describe(op),
                 reason: e.to_string(),
             })?;
         }
         Ok(())
+    }
+
+    /// The first step of every plan, which needs nothing of the spec: `/`
+    /// made rprivate (it walks every mount the host has). An init cloned
+    /// ahead takes it while it waits for its config.
+    pub(crate) fn make_root_private(sys: &dyn Syscalls) -> io::Result<()> {
+        apply_op(&Op::MakeRootPrivate, sys, None)
     }
 }
 

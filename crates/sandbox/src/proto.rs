@@ -40,6 +40,10 @@ pub(crate) struct InitConfig {
     /// ahead: it writes `0` to each, moving itself into the run's cgroups.
     #[serde(default)]
     pub(crate) cgroup_tasks: usize,
+    /// Set by an init cloned ahead that made `/` rprivate while it waited
+    /// (never sent).
+    #[serde(skip)]
+    pub(crate) root_private: bool,
 }
 
 /// The agent's terminal.

@@ -202,13 +202,26 @@ pub fn run(
     hooks: &mut dyn SupervisorHooks,
 ) -> Result<RunOutcome, SandboxError> {
     let given = spec;
-    let spec = canonical_spec(spec)?;
-    // Decoys for the hidden paths, on a directory the supervisor owns
-    // (a tmpfs where there is one) and watches.
-    let decoy_dir = DecoyDir::create()?;
-    let plan = Plan::build(&spec, &RealHost, Some(decoy_dir.path()))?;
-    decoy_dir.fill(&plan.decoys)?;
-    decoy_dir.inject(&spec, &plan.injected)?;
+    // Limits that the supervisor enforces (cgroups), set up beside the
+    // view's preparation.
+    let name = format!("blastwall-{}-{}", std::process::id(), unique());
+    let (view, limits) = std::thread::scope(|scope| {
+        let limits = scope.spawn(|| crate::limits::setup(&given.limits, &name));
+        let view = (|| {
+            let spec = canonical_spec(given)?;
+            // Decoys for the hidden paths, on a directory the supervisor
+            // owns (a tmpfs where there is one) and watches.
+            let decoy_dir = DecoyDir::create()?;
+            let plan = Plan::build(&spec, &RealHost, Some(decoy_dir.path()))?;
+            decoy_dir.fill(&plan.decoys)?;
+            decoy_dir.inject(&spec, &plan.injected)?;
+            Ok::<_, SandboxError>((spec, decoy_dir, plan))
+        })();
+        (view, limits.join())
+    });
+    let limits = limits.map_err(|_| SandboxError::Spec("the cgroup setup panicked".to_owned()))?;
+    let cgroups = CgroupGuard(limits.cgroups);
+    let (spec, decoy_dir, plan) = view?;
     let decoy_pairs: Vec<(PathBuf, PathBuf)> = plan
         .decoys
         .iter()
@@ -217,10 +230,6 @@ pub fn run(
     let accepted = |l: Layer| spec.accept_missing.contains(&l);
     let mut missing = Vec::new();
 
-    // Limits that the supervisor enforces (cgroups).
-    let name = format!("blastwall-{}-{}", std::process::id(), unique());
-    let limits = crate::limits::setup(&spec.limits, &name);
-    let cgroups = CgroupGuard(limits.cgroups);
     if let Some((layer, reason)) = limits.missing {
         if !accepted(layer) {
             return Err(SandboxError::Layer { layer, reason });
@@ -304,6 +313,7 @@ pub fn run(
         fd_socket: tty_pair.as_ref().map(|(_, inside)| inside.as_raw_fd()),
         unshare_cgroup: ahead.is_some(),
         cgroup_tasks: tasks.as_ref().map_or(0, Vec::len),
+        root_private: false,
     };
     let config = config_memfd(&cfg)?;
 
