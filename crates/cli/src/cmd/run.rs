@@ -285,7 +285,7 @@ pub(crate) fn run(a: &RunArgs, env: &Env) -> anyhow::Result<Status> {
 
     // SIGTERM and SIGHUP to blastwall go to the command, through the
     // sandbox's init, so the session ends on record instead of crashing.
-    let init_pid = std::sync::atomic::AtomicI32::new(0);
+    let init_pid = Arc::new(std::sync::atomic::AtomicI32::new(0));
     let mut signals = signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGTERM,
         signal_hook::consts::SIGHUP,
@@ -312,12 +312,12 @@ pub(crate) fn run(a: &RunArgs, env: &Env) -> anyhow::Result<Status> {
         tty: spec.tty,
         not_enforced: &not_enforced,
     };
-    let (outcome, prepared, recorded) = std::thread::scope(|scope| {
-        // Closes the signal thread's iterator however this closure ends.
-        let _close = CloseSignals(signals_handle);
-        let ready_tx = ready_tx;
-        let pid = &init_pid;
-        scope.spawn(move || {
+    // The signal thread is not joined: once the run is over, the
+    // iterator is closed and the process's exit takes the thread down.
+    let pid = Arc::clone(&init_pid);
+    std::thread::Builder::new()
+        .name("blastwall-signals".into())
+        .spawn(move || {
             for sig in signals.forever() {
                 let target = pid.load(std::sync::atomic::Ordering::SeqCst);
                 let signal = nix::sys::signal::Signal::try_from(sig)
@@ -326,7 +326,12 @@ pub(crate) fn run(a: &RunArgs, env: &Env) -> anyhow::Result<Status> {
                     let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(target), signal);
                 }
             }
-        });
+        })
+        .context("cannot start the signal thread")?;
+    let (outcome, prepared, recorded) = std::thread::scope(|scope| {
+        // Closes the signal thread's iterator however this closure ends.
+        let _close = CloseSignals(signals_handle);
+        let ready_tx = ready_tx;
         // The sandbox's parent-death signal follows the creating thread: run
         // it from a thread that lives exactly as long as the sandbox. It
         // comes up (namespaces, the init, its mounts) while this thread
