@@ -126,10 +126,11 @@ fn init_main(config_fd: RawFd) -> ExitCode {
 /// supervisor is root (it may write our maps while we are not dumpable;
 /// our supplementary groups are root's and must go).
 pub(crate) fn ahead(sock: OwnedFd, root: bool) -> ! {
-    crate::sys::exit_now(i32::from(ahead_main(&sock, root)))
+    crate::sys::exit_now(i32::from(ahead_main(sock, root)))
 }
 
-fn ahead_main(sock: &OwnedFd, root: bool) -> u8 {
+fn ahead_main(owned: OwnedFd, root: bool) -> u8 {
+    let sock = &owned;
     // The supervisor's main thread is our parent (CLONE_PARENT). If it is
     // gone already, the socket says so below.
     let _ = nix::sys::prctl::set_pdeathsig(Some(Signal::SIGKILL));
@@ -180,8 +181,16 @@ fn ahead_main(sock: &OwnedFd, root: bool) -> u8 {
         let Some(tasks) = next(b"cgt") else {
             return EXIT_NO_CONFIG;
         };
-        if nix::unistd::write(&tasks, b"0").is_err() {
-            return EXIT_NO_CONFIG;
+        if let Err(e) = nix::unistd::write(&tasks, b"0") {
+            let mut report = File::from(report_fd);
+            let _ = crate::proto::send(
+                &mut report,
+                &Msg::Failed(WireError::Layer {
+                    layer: Layer::Cgroup,
+                    reason: format!("the sandbox init cannot enter its cgroup: {e}"),
+                }),
+            );
+            return EXIT_SETUP;
         }
     }
     // The supervisor says go once our id maps are written (and the
@@ -213,8 +222,13 @@ fn ahead_main(sock: &OwnedFd, root: bool) -> u8 {
     {
         return EXIT_ID;
     }
-    // A credential change clears the parent-death signal (setup_and_run
-    // sets it again, then reads the lifeline).
+    // A credential change clears the parent-death signal: setup_and_run
+    // sets it again. The supervisor's death from then on closes the
+    // lifeline, which the init reads before the agent may execute (and its
+    // reap loop watches).
+    // The socket is done with; close_stray_fds must not meet a number
+    // something still owns.
+    drop(owned);
     run_init(&cfg, report_fd, &lifeline, tty_socket, &filters)
 }
 
@@ -262,11 +276,11 @@ fn setup_and_run(
     tty_socket: Option<OwnedFd>,
     filters: &Result<crate::seccomp::Filters, String>,
 ) -> Result<Role, WireError> {
-    // Step 3 of the order (tie life to the supervisor), repeated after
-    // exec: the parent-death signal set before exec may have been cleared
-    // by a credential change, and pid 1 of a new pid namespace cannot use
-    // getppid() to detect a parent that already died, so the lifeline pipe
-    // is checked after setting it.
+    // Step 3 of the order (tie life to the supervisor), repeated: the
+    // parent-death signal set before may have been cleared by a credential
+    // change, and pid 1 of a new pid namespace cannot use getppid() to
+    // detect a parent that already died; the lifeline pipe's end-of-file
+    // tells, and it is read before the agent may execute anything.
     nix::sys::prctl::set_pdeathsig(Some(Signal::SIGKILL))
         .map_err(|e| setup_err("set parent-death signal", e))?;
     // An init cloned ahead was born in the supervisor's cgroup, and its

@@ -295,6 +295,11 @@ pub fn run(
     // The init cloned ahead at the start of `main`, if there is one (see
     // `crate::ahead`); otherwise it is cloned and executed below.
     let ahead = crate::ahead::take();
+    // From here on an init exists: it is killed and reaped however the run
+    // stops.
+    let mut guard = InitGuard {
+        pid: ahead.as_ref().map(|a| a.pid),
+    };
     // An init cloned ahead moves itself into v1 cgroups (no RCU grace
     // period, see `Cgroups::open_tasks`); on v2 it is attached by pid.
     let tasks = if ahead.is_some() {
@@ -318,10 +323,9 @@ pub fn run(
     let config = config_memfd(&cfg)?;
 
     let mut flags = crate::ahead::flags();
-    let (pid, mut guard, mut sync_file, ready_read, tty_sock, overlay_dirs) = match ahead {
+    let (pid, mut sync_file, ready_read, tty_sock, overlay_dirs) = match ahead {
         Some(ahead) => {
             let pid = ahead.pid;
-            let guard = InitGuard { pid: Some(pid) };
             let send = |tag: &[u8; 3], fd: std::os::fd::RawFd| {
                 crate::tty::send_fd(&ahead.sock, tag, fd)
                     .map_err(io_err("cannot hand the sandbox init its config"))
@@ -357,9 +361,11 @@ pub fn run(
             let overlay_dirs = prepare_overlay()?;
             // Its ids are written, it is in its cgroups (or has their
             // files), the overlay's work directory is ready: it may go on.
-            crate::ahead::send(&ahead.sock, b'G', 0).map_err(|e| SandboxError::Io {
-                what: "cannot start the sandbox init".to_owned(),
-                source: e.into(),
+            crate::ahead::send(&ahead.sock, b'G', 0).map_err(|e| {
+                inner_failure(&report_read).unwrap_or(SandboxError::Io {
+                    what: "cannot start the sandbox init".to_owned(),
+                    source: e.into(),
+                })
             })?;
             drop(tasks);
             drop(report_write);
@@ -368,14 +374,7 @@ pub fn run(
                 drop(inside);
                 outside
             });
-            (
-                pid,
-                guard,
-                File::from(sync_write),
-                None,
-                tty_sock,
-                overlay_dirs,
-            )
+            (pid, File::from(sync_write), None, tty_sock, overlay_dirs)
         }
         None => {
             let mut keep = vec![
@@ -430,7 +429,7 @@ pub fn run(
             };
             let entered = in_cgroups.entered;
             drop(in_cgroups);
-            let guard = InitGuard { pid: Some(pid) };
+            guard.pid = Some(pid);
             drop(prepared);
             drop(report_write);
             drop(config);
@@ -470,7 +469,7 @@ pub fn run(
                         reason,
                     })?;
             }
-            (pid, guard, sync_file, ready_read, tty_sock, overlay_dirs)
+            (pid, sync_file, ready_read, tty_sock, overlay_dirs)
         }
     };
     // The decoy watch (a fork of this process) starts while the init
@@ -491,7 +490,9 @@ pub fn run(
         let sock = tty_sock
             .as_ref()
             .ok_or_else(|| SandboxError::Spec("no fd socket".to_owned()))?;
-        send_idmapped_project(pid, &spec, sock)?;
+        // (An init that failed its setup is gone: its report says why.)
+        send_idmapped_project(pid, &spec, sock)
+            .map_err(|e| inner_failure(&report_read).unwrap_or(e))?;
     }
 
     // The decoys are watched before anything inside can open one.
@@ -500,8 +501,10 @@ pub fn run(
     }
 
     // What the caller fills in last (its preparation may have run beside
-    // the sandbox's until now). Nothing inside has run: the init binds the
-    // injected files only after the start byte.
+    // the sandbox's until now). Nothing of the agent's has run. The init
+    // may have bound the injected files already: their contents are
+    // written into the same files (the same inodes, `inject_late`), so the
+    // binds show them.
     let late = hooks.before_start().map_err(SandboxError::Hook)?;
     decoy_dir.inject_late(given, &injected_sources, &late)?;
 
@@ -586,8 +589,12 @@ pub fn run(
         let _ = nix::sys::wait::waitpid(pid, None);
         guard.pid = None;
         drop(sync_file);
-        if let Some((_, work, _)) = &overlay_dirs {
-            crate::volatile::remove_volatile_marker(work)?;
+        // The end is handed on already: a marker left behind is only noted
+        // (the next mount of this overlay in the same boot removes it).
+        if let Some((_, work, _)) = &overlay_dirs
+            && let Err(e) = crate::volatile::remove_volatile_marker(work)
+        {
+            tracing::warn!("{e}");
         }
         return Ok(out);
     }
@@ -609,6 +616,25 @@ pub fn run(
         &spec,
         Some(wait),
     )
+}
+
+/// The failure the init reported before it went, if it did: an init that
+/// sets up the wall while the supervisor does its part may fail first, and
+/// its reason is the one to give (waits up to 200 ms for its report).
+fn inner_failure(report: &OwnedFd) -> Option<SandboxError> {
+    use std::os::fd::AsFd;
+    let mut fds = [nix::poll::PollFd::new(
+        report.as_fd(),
+        nix::poll::PollFlags::POLLIN,
+    )];
+    if nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(200u8)).ok()? == 0 {
+        return None;
+    }
+    let mut r = BufReader::new(File::from(report.try_clone().ok()?));
+    match crate::proto::recv(&mut r) {
+        Ok(Some(Msg::Failed(e))) => Some(e.into()),
+        _ => None,
+    }
 }
 
 /// What the run comes to, from what the init reported; `wait` says how the

@@ -457,7 +457,9 @@ pub(crate) fn scrub_environment() -> io::Result<()> {
     if env_end > env_start {
         // SAFETY: [env_start, env_end) is the environment block on this
         // process's initial stack, mapped and writable for its whole life;
-        // after clearenv nothing points into it any more.
+        // after clearenv `environ` no longer points into it. Pointers kept
+        // elsewhere (the dynamic loader's to LD_* strings) still point at
+        // valid memory, which reads as empty strings.
         unsafe { std::ptr::write_bytes(env_start as *mut u8, 0, env_end - env_start) };
     }
     Ok(())
@@ -505,7 +507,12 @@ pub(crate) fn clone_sibling(flags: libc::c_int) -> io::Result<Option<Pid>> {
     // pointers are passed (parent_tid, child_tid and tls are 0 and the flags
     // hold no CLONE_*SETTID/SETTLS). The caller is the only thread (checked
     // above), so the child inherits no lock held elsewhere and may return
-    // into Rust code like the child of fork(2).
+    // into Rust code. Unlike libc's fork(), no atfork handler runs and
+    // glibc's cached thread id (THREAD_SELF->tid) keeps the caller's: the
+    // child must not use PI or robust pthread mutexes or anything else
+    // that reads that id. The init does not (Rust's locks are futex words;
+    // getpid, gettid and raise are system calls; it forks the agent with
+    // libc's fork(), which sets the id anew).
     // JUSTIFICATION: fork(2) cannot create namespaces, CLONE_PARENT or
     // CLONE_NEWPID; nix's clone needs a separate stack and a callback.
     let ret =

@@ -332,9 +332,10 @@ pub(crate) fn run(a: &RunArgs, env: &Env) -> anyhow::Result<Status> {
         // Closes the signal thread's iterator however this closure ends.
         let _close = CloseSignals(signals_handle);
         let ready_tx = ready_tx;
-        // The sandbox's parent-death signal follows the creating thread: run
-        // it from a thread that lives exactly as long as the sandbox. It
-        // comes up (namespaces, the init, its mounts) while this thread
+        // The sandbox's parent-death signal follows the creating thread (an
+        // init cloned ahead is the main thread's child; an executed one is
+        // this thread's): run it from a thread that lives exactly as long
+        // as the sandbox. It comes up (namespaces, the init, its mounts) while this thread
         // prepares the session; it waits for that only before its start
         // byte (`Hooks::before_start`), so all of it is done, and on disk,
         // before anything runs inside.
@@ -359,6 +360,8 @@ pub(crate) fn run(a: &RunArgs, env: &Env) -> anyhow::Result<Status> {
         };
         (sandbox.join(), prepared, recorded)
     });
+    // The init is reaped: its pid is nobody's to signal any more.
+    init_pid.store(0, std::sync::atomic::Ordering::SeqCst);
     let Prepared {
         gate,
         sinks,

@@ -41,7 +41,9 @@ pub(crate) struct Fixture {
     /// Injected files the harness gives at `before_start`.
     pub(crate) late: Vec<blastwall_sandbox::InjectedFile>,
     /// The harness's command: `run` (the init cloned ahead) or `run-exec`
-    /// (the init cloned and executed by `run`).
+    /// (the init cloned and executed by `run`, the fallback path), which
+    /// `BLASTWALL_TEST_INIT=exec` makes the default (scripts/test runs the
+    /// suite both ways).
     pub(crate) mode: &'static str,
 }
 
@@ -93,7 +95,11 @@ impl Fixture {
             dir,
             spec,
             late: Vec::new(),
-            mode: "run",
+            mode: if std::env::var_os("BLASTWALL_TEST_INIT").is_some_and(|v| v == "exec") {
+                "run-exec"
+            } else {
+                "run"
+            },
         }
     }
 

@@ -44,7 +44,7 @@ fn sigkill_of_the_supervisor_kills_everything_inside() {
     let spec_path = f.path("spec.json");
     std::fs::write(&spec_path, serde_json::to_vec(&f.spec).unwrap()).unwrap();
     let mut sup = Command::new(harness())
-        .arg("run")
+        .arg(f.mode)
         .arg(&spec_path)
         .arg(f.path("outcome.json"))
         .stdout(Stdio::null())
@@ -77,4 +77,56 @@ fn exit_status_and_signals_are_passed_on() {
     assert_eq!(f.sh("exit 7").ok().code(), Some(7));
     let r = f.sh("kill -TERM $$").ok();
     assert_eq!(r.outcome["status"]["signal"], 15, "{:?}", r.outcome);
+}
+
+/// The pids whose parent is `parent`.
+fn children_of(parent: u32) -> Vec<i32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            continue;
+        };
+        let ppid = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|s| {
+                s.rsplit_once(") ")
+                    .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok())
+            });
+        if ppid == Some(parent) {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+// A supervisor killed at any moment of the start (the spawner, the init
+// waiting for its config, the wall being set up, the agent waiting for the
+// start byte) leaves nothing behind: every child it had is gone within a
+// second.
+#[test]
+fn sigkill_during_the_start_leaves_nothing() {
+    let Some(mut f) = sandbox() else { return };
+    f.spec.argv = vec!["sleep".into(), "30".into()];
+    let spec_path = f.path("spec.json");
+    std::fs::write(&spec_path, serde_json::to_vec(&f.spec).unwrap()).unwrap();
+    for step in 0..20u64 {
+        let mut sup = Command::new(harness())
+            .arg(f.mode)
+            .arg(&spec_path)
+            .arg(f.path("outcome.json"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_micros(step * 500));
+        let children = children_of(sup.id());
+        sup.kill().unwrap();
+        sup.wait().unwrap();
+        for pid in children {
+            wait_for("a child of the killed supervisor ends", || {
+                std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                    .map_or(true, |s| s.contains(") Z") || s.contains(") X"))
+            });
+        }
+    }
 }
