@@ -193,6 +193,13 @@ fn ahead_main(owned: OwnedFd, root: bool) -> u8 {
             return EXIT_SETUP;
         }
     }
+    // The network namespace needs neither ids nor the view: set up now.
+    if let Err(e) = network(&cfg, tty_socket.as_ref()) {
+        let mut report = File::from(report_fd);
+        let _ = crate::proto::send(&mut report, &Msg::Failed(e));
+        return EXIT_SETUP;
+    }
+    cfg.network_ready = true;
     // The supervisor says go once our id maps are written (and the
     // overlay's work directory is ready).
     let mut go = [0u8; 5];
@@ -318,8 +325,9 @@ fn setup_and_run(
         )
         .map_err(WireError::from)?;
     drop(tree);
-    nix::unistd::sethostname(&cfg.spec.hostname).map_err(|e| setup_err("set hostname", e))?;
-    crate::sys::interface_up("lo").map_err(|e| setup_err("bring up loopback", e))?;
+    if !cfg.network_ready {
+        network(cfg, tty_socket.as_ref())?;
+    }
 
     // Limits that are per process.
     let mut limits = cfg.limits.clone();
@@ -360,26 +368,6 @@ fn setup_and_run(
             nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
         )
         .map_err(|e| setup_err("set close-on-exec", e))?;
-    }
-
-    // Loopback listeners for the supervisor (the proxy): created here, in
-    // the sandbox's network namespace, and handed out; the supervisor
-    // accepts on them itself, so no forwarder runs inside.
-    if let Some(sock) = &tty_socket {
-        for &port in &cfg.spec.loopback_listeners {
-            let l = std::net::TcpListener::bind(("127.0.0.1", port))
-                .map_err(|e| setup_err(&format!("listen on 127.0.0.1:{port} inside"), e))?;
-            let [hi, lo] = port.to_be_bytes();
-            crate::tty::send_fd(sock, &[b'l', hi, lo], l.as_raw_fd())
-                .map_err(|e| setup_err("hand a listener to the supervisor", e))?;
-        }
-        for &port in &cfg.spec.loopback_udp {
-            let u = std::net::UdpSocket::bind(("127.0.0.1", port))
-                .map_err(|e| setup_err(&format!("bind udp 127.0.0.1:{port} inside"), e))?;
-            let [hi, lo] = port.to_be_bytes();
-            crate::tty::send_fd(sock, &[b'u', hi, lo], u.as_raw_fd())
-                .map_err(|e| setup_err("hand a udp socket to the supervisor", e))?;
-        }
     }
 
     // The pty, from the sandbox's own devpts.
@@ -486,6 +474,34 @@ fn setup_and_run(
             Ok(Role::Init(reap_until(child, &sfd, lifeline, report)))
         }
     }
+}
+
+/// The network namespace's part of the setup, which needs nothing of the
+/// mount view (an init cloned ahead does it while its id maps are
+/// written): the hostname, loopback up, and the loopback listeners for the
+/// supervisor (the proxy), created here, in the sandbox's network
+/// namespace, and handed out; the supervisor accepts on them itself, so
+/// no forwarder runs inside.
+fn network(cfg: &InitConfig, tty_socket: Option<&OwnedFd>) -> Result<(), WireError> {
+    nix::unistd::sethostname(&cfg.spec.hostname).map_err(|e| setup_err("set hostname", e))?;
+    crate::sys::interface_up("lo").map_err(|e| setup_err("bring up loopback", e))?;
+    if let Some(sock) = tty_socket {
+        for &port in &cfg.spec.loopback_listeners {
+            let l = std::net::TcpListener::bind(("127.0.0.1", port))
+                .map_err(|e| setup_err(&format!("listen on 127.0.0.1:{port} inside"), e))?;
+            let [hi, lo] = port.to_be_bytes();
+            crate::tty::send_fd(sock, &[b'l', hi, lo], l.as_raw_fd())
+                .map_err(|e| setup_err("hand a listener to the supervisor", e))?;
+        }
+        for &port in &cfg.spec.loopback_udp {
+            let u = std::net::UdpSocket::bind(("127.0.0.1", port))
+                .map_err(|e| setup_err(&format!("bind udp 127.0.0.1:{port} inside"), e))?;
+            let [hi, lo] = port.to_be_bytes();
+            crate::tty::send_fd(sock, &[b'u', hi, lo], u.as_raw_fd())
+                .map_err(|e| setup_err("hand a udp socket to the supervisor", e))?;
+        }
+    }
+    Ok(())
 }
 
 /// Blocks until the supervisor's start byte arrives on the lifeline.

@@ -44,6 +44,10 @@ pub(crate) struct InitConfig {
     /// (never sent).
     #[serde(skip)]
     pub(crate) root_private: bool,
+    /// Set by an init cloned ahead that set up its network namespace while
+    /// it waited (never sent).
+    #[serde(skip)]
+    pub(crate) network_ready: bool,
 }
 
 /// The agent's terminal.

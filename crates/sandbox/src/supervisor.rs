@@ -319,6 +319,7 @@ pub fn run(
         unshare_cgroup: ahead.is_some(),
         cgroup_tasks: tasks.as_ref().map_or(0, Vec::len),
         root_private: false,
+        network_ready: false,
     };
     let config = config_memfd(&cfg)?;
 
