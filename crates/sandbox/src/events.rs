@@ -52,6 +52,9 @@ pub(crate) struct DecoyWatch {
     cmd: Option<OwnedFd>,
     out: BufReader<File>,
     paths: Vec<PathBuf>,
+    /// Its last line (`done`) was read: nothing more comes but its exit,
+    /// which waits for an SRCU grace period, not to be waited for.
+    done: bool,
 }
 
 impl DecoyWatch {
@@ -82,6 +85,7 @@ impl DecoyWatch {
             cmd: Some(cmd_write),
             out: BufReader::new(File::from(out_read)),
             paths: decoys.iter().map(|(_, h)| h.clone()).collect(),
+            done: false,
         })
     }
 
@@ -106,9 +110,18 @@ impl DecoyWatch {
     fn line(&mut self, seen: &mut Seen, hooks: &mut dyn SupervisorHooks) -> bool {
         use std::io::BufRead;
         let mut line = String::new();
+        if self.done {
+            return false;
+        }
         match self.out.read_line(&mut line) {
-            Ok(0) | Err(_) => false,
-            Ok(_) if line.trim() == "done" => false,
+            Ok(0) | Err(_) => {
+                self.done = true;
+                false
+            }
+            Ok(_) if line.trim() == "done" => {
+                self.done = true;
+                false
+            }
             Ok(_) => {
                 if let Some(p) = line
                     .trim()
@@ -346,7 +359,18 @@ pub(crate) fn run_loop(
                         suspend(t, w.init);
                     }
                 }
-                Ok(Some(msg)) => take(msg, &mut seen),
+                Ok(Some(msg)) => {
+                    // The init reports the end once everything inside is
+                    // dead: no decoy can be opened any more, so the watch
+                    // is told to finish now, and its last lines are ready
+                    // by the time the init is gone.
+                    if matches!(msg, Msg::Exited(_))
+                        && let Some(d) = &mut w.decoys
+                    {
+                        drop(d.cmd.take());
+                    }
+                    take(msg, &mut seen);
+                }
                 Ok(None) => {
                     reports_open = false;
                     // Everything inside is dead once the init is: what is
