@@ -210,11 +210,10 @@ pub fn run(
         let view = (|| {
             let spec = canonical_spec(given)?;
             // Decoys for the hidden paths, on a directory the supervisor
-            // owns (a tmpfs where there is one) and watches.
-            let decoy_dir = DecoyDir::create()?;
+            // owns (a tmpfs where there is one) and watches. It is made
+            // and filled once the init has its config to read (below).
+            let decoy_dir = DecoyDir::reserve();
             let plan = Plan::build(&spec, &RealHost, Some(decoy_dir.path()))?;
-            decoy_dir.fill(&plan.decoys)?;
-            decoy_dir.inject(&spec, &plan.injected)?;
             Ok::<_, SandboxError>((spec, decoy_dir, plan))
         })();
         (view, limits.join())
@@ -281,6 +280,13 @@ pub fn run(
     }
     let wants_tree = plan.wants_tree();
     let injected_sources = plan.injected.clone();
+    let decoys = plan.decoys.clone();
+    // The decoys and the injected files, which the init binds in its plan.
+    let fill_decoys = || {
+        decoy_dir.make()?;
+        decoy_dir.fill(&decoys)?;
+        decoy_dir.inject(&spec, &injected_sources)
+    };
     // The overlay is mounted volatile: clear (or refuse) what a run that
     // did not finish left, and note when this run starts. The init mounts
     // it as soon as it has its config (the agent starts at the start byte).
@@ -338,6 +344,7 @@ pub fn run(
             if let Some((_, inside)) = &tty_pair {
                 send(b"tty", inside.as_raw_fd())?;
             }
+            fill_decoys()?;
             // It said it is ready: dumpable, when we are unprivileged.
             write_id_maps(pid, &spec.identity)?;
             // The agent dies first when the host runs out of memory. Its
@@ -378,6 +385,7 @@ pub fn run(
             (pid, File::from(sync_write), None, tty_sock, overlay_dirs)
         }
         None => {
+            fill_decoys()?;
             let mut keep = vec![
                 config.as_raw_fd(),
                 report_write.as_raw_fd(),
@@ -739,28 +747,35 @@ fn wait_ready(ready: OwnedFd) -> Result<(), SandboxError> {
 struct DecoyDir(PathBuf);
 
 impl DecoyDir {
-    fn create() -> Result<DecoyDir, SandboxError> {
+    /// Its path (made by [`DecoyDir::make`]): pid + counter + clock, so a
+    /// pid reused after a supervisor was killed (its directory left
+    /// behind) cannot collide.
+    fn reserve() -> DecoyDir {
         let base = if Path::new("/dev/shm").is_dir() {
             PathBuf::from("/dev/shm")
         } else {
             std::env::temp_dir()
         };
-        remove_stale_decoy_dirs(&base);
-        // pid + counter + clock: a pid reused after a supervisor was
-        // killed (its directory left behind) cannot collide.
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.subsec_nanos());
-        let dir = base.join(format!(
+        DecoyDir(base.join(format!(
             "blastwall-decoys-{}-{}-{nanos}",
             std::process::id(),
             unique()
-        ));
-        std::fs::create_dir(&dir).map_err(io_err(format!("cannot create {}", dir.display())))?;
+        )))
+    }
+
+    /// Makes the directory (and removes those of supervisors that died).
+    fn make(&self) -> Result<(), SandboxError> {
+        let dir = &self.0;
+        if let Some(base) = dir.parent() {
+            remove_stale_decoy_dirs(base);
+        }
+        std::fs::create_dir(dir).map_err(io_err(format!("cannot create {}", dir.display())))?;
         // The sandbox's host uid binds them: readable, not writable.
-        std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-            .map_err(io_err(format!("cannot chmod {}", dir.display())))?;
-        Ok(DecoyDir(dir))
+        std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .map_err(io_err(format!("cannot chmod {}", dir.display())))
     }
 
     fn path(&self) -> &Path {
