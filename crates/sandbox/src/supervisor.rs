@@ -330,6 +330,15 @@ pub fn run(
     let config = config_memfd(&cfg)?;
 
     let mut flags = crate::ahead::flags();
+    let attach_to_cgroups = |pid: Pid| {
+        cgroups
+            .0
+            .attach(pid.as_raw())
+            .map_err(|reason| SandboxError::Layer {
+                layer: Layer::Cgroup,
+                reason,
+            })
+    };
     let (pid, mut sync_file, ready_read, tty_sock, overlay_dirs) = match ahead {
         Some(ahead) => {
             let pid = ahead.pid;
@@ -355,13 +364,7 @@ pub fn run(
             // In the run's cgroups before it goes on: it roots a cgroup
             // namespace of its own where it is then.
             if tasks.is_none() {
-                cgroups
-                    .0
-                    .attach(pid.as_raw())
-                    .map_err(|reason| SandboxError::Layer {
-                        layer: Layer::Cgroup,
-                        reason,
-                    })?;
+                attach_to_cgroups(pid)?;
             }
             for t in tasks.iter().flatten() {
                 send(b"cgt", t.as_raw_fd())?;
@@ -470,13 +473,7 @@ pub fn run(
                 .write_all(b"m")
                 .map_err(io_err("cannot start the sandbox init"))?;
             if !entered {
-                cgroups
-                    .0
-                    .attach(pid.as_raw())
-                    .map_err(|reason| SandboxError::Layer {
-                        layer: Layer::Cgroup,
-                        reason,
-                    })?;
+                attach_to_cgroups(pid)?;
             }
             (pid, sync_file, ready_read, tty_sock, overlay_dirs)
         }

@@ -74,6 +74,33 @@ impl PreparedExec {
     }
 }
 
+/// Raw `clone(2)` with a NULL stack, like `fork(2)`: the child runs on a
+/// copy-on-write copy of the calling thread's stack and of the memory.
+/// Returns `None` in the child, the child's pid in the caller.
+///
+/// # Safety
+///
+/// What the child may do is the caller's to ensure: in a multi-threaded
+/// process, only raw async-signal-safe syscalls on data prepared before
+/// the clone (another thread may have held any lock), leaving with
+/// `_exit`/`execve`. `flags` must hold no `CLONE_*SETTID`/`CLONE_SETTLS`
+/// (no pointer is passed) and no `CLONE_VM`.
+unsafe fn fork_like_clone(flags: libc::c_ulong) -> io::Result<Option<Pid>> {
+    // SAFETY: parent_tid, child_tid and tls are 0, and the caller passes
+    // no flag that makes the kernel read or write them; with a NULL stack
+    // the child gets a copy-on-write copy of this thread's stack, so
+    // returning from this function in the child is sound.
+    let ret = unsafe { libc::syscall(libc::SYS_clone, flags, 0usize, 0usize, 0usize, 0usize) };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if ret == 0 {
+        return Ok(None);
+    }
+    let pid = i32::try_from(ret).map_err(|_| io::Error::from_raw_os_error(libc::EOVERFLOW))?;
+    Ok(Some(Pid::from_raw(pid)))
+}
+
 /// Clones a child into new namespaces (`flags` are `CLONE_NEW*` flags) that
 /// waits for the start byte and then executes `prepared`.
 ///
@@ -84,28 +111,20 @@ pub(crate) fn clone_into_namespaces(
 ) -> io::Result<Pid> {
     let clone_flags = libc::c_ulong::try_from(flags | libc::SIGCHLD)
         .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
-    // SAFETY: raw clone(2) with a NULL stack behaves like fork(2): the child
-    // runs on a copy-on-write copy of this thread's stack. No pointers are
-    // passed (parent_tid, child_tid and tls are 0 and the flags hold no
-    // CLONE_*SETTID/SETTLS). The parent may have other threads, so the
-    // child below uses only raw async-signal-safe syscalls on data
-    // prepared before the clone (no allocation, no locks) and leaves with
-    // `_exit`/`execve`, never returning into Rust code.
+    // SAFETY: the flags are CLONE_NEW* and SIGCHLD only. The parent may
+    // have other threads, so the child (`child_after_clone`) uses only raw
+    // async-signal-safe syscalls on data prepared before the clone (no
+    // allocation, no locks) and leaves with `_exit`/`execve`, never
+    // returning into Rust code.
     // JUSTIFICATION: std::process and nix::unistd::fork cannot pass
     // CLONE_NEWUSER|CLONE_NEWPID...; unshare(CLONE_NEWPID) would need a
     // second fork and CLONE_NEWUSER fails in a multi-threaded process.
-    let ret =
-        unsafe { libc::syscall(libc::SYS_clone, clone_flags, 0usize, 0usize, 0usize, 0usize) };
-    if ret < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    if ret == 0 {
+    match unsafe { fork_like_clone(clone_flags)? } {
+        Some(pid) => Ok(pid),
         // SAFETY: we are the child of a fork-like clone; `child_after_clone`
         // only makes async-signal-safe syscalls and never returns.
-        unsafe { child_after_clone(prepared) }
+        None => unsafe { child_after_clone(prepared) },
     }
-    let pid = i32::try_from(ret).map_err(|_| io::Error::from_raw_os_error(libc::EOVERFLOW))?;
-    Ok(Pid::from_raw(pid))
 }
 
 /// The child side of [`clone_into_namespaces`].
@@ -502,12 +521,10 @@ pub(crate) fn clone_sibling(flags: libc::c_int) -> io::Result<Option<Pid>> {
     }
     let clone_flags = libc::c_ulong::try_from(flags | libc::CLONE_PARENT | libc::SIGCHLD)
         .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
-    // SAFETY: raw clone(2) with a NULL stack behaves like fork(2): the child
-    // runs on a copy-on-write copy of this thread's stack and memory; no
-    // pointers are passed (parent_tid, child_tid and tls are 0 and the flags
-    // hold no CLONE_*SETTID/SETTLS). The caller is the only thread (checked
-    // above), so the child inherits no lock held elsewhere and may return
-    // into Rust code. Unlike libc's fork(), no atfork handler runs and
+    // SAFETY: the flags are CLONE_NEW*, CLONE_PARENT and SIGCHLD only. The
+    // caller is the only thread (checked above), so the child inherits no
+    // lock held elsewhere and may return into Rust code. Unlike libc's
+    // fork(), no atfork handler runs and
     // glibc's cached thread id (THREAD_SELF->tid) keeps the caller's: the
     // child must not use PI or robust pthread mutexes or anything else
     // that reads that id. The init does not (Rust's locks are futex words;
@@ -515,16 +532,7 @@ pub(crate) fn clone_sibling(flags: libc::c_int) -> io::Result<Option<Pid>> {
     // libc's fork(), which sets the id anew).
     // JUSTIFICATION: fork(2) cannot create namespaces, CLONE_PARENT or
     // CLONE_NEWPID; nix's clone needs a separate stack and a callback.
-    let ret =
-        unsafe { libc::syscall(libc::SYS_clone, clone_flags, 0usize, 0usize, 0usize, 0usize) };
-    if ret < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    if ret == 0 {
-        return Ok(None);
-    }
-    let pid = i32::try_from(ret).map_err(|_| io::Error::from_raw_os_error(libc::EOVERFLOW))?;
-    Ok(Some(Pid::from_raw(pid)))
+    unsafe { fork_like_clone(clone_flags) }
 }
 
 /// Makes `fd` the controlling terminal of this (session leader) process.
@@ -706,35 +714,19 @@ impl PreparedWatch {
 /// the SRCU grace period of closing its inotify instance (~10 ms) in its
 /// own exit, which nobody waits for.
 pub(crate) fn fork_decoy_watcher(prepared: &mut PreparedWatch) -> io::Result<Pid> {
-    // SAFETY: raw clone(2) with only SIGCHLD and a NULL stack is fork(2):
-    // the child runs on a copy-on-write copy of this thread's stack and
-    // memory; no pointer is passed to the kernel. The parent may have other
-    // threads, so the child (`watcher_child`) uses only raw
+    // SAFETY: the flags are SIGCHLD only: fork(2). The parent may have
+    // other threads, so the child (`watcher_child`) uses only raw
     // async-signal-safe syscalls on memory prepared before the fork (no
     // allocation, no locks, no panics) and leaves with `_exit`.
     // JUSTIFICATION: libc's fork() would run atfork handlers in the child
     // for nothing; std::process would need an execve of this binary, the
     // cost this function exists to avoid.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_clone,
-            libc::SIGCHLD as libc::c_ulong,
-            0usize,
-            0usize,
-            0usize,
-            0usize,
-        )
-    };
-    if ret < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    if ret == 0 {
+    match unsafe { fork_like_clone(libc::SIGCHLD as libc::c_ulong)? } {
+        Some(pid) => Ok(pid),
         // SAFETY: we are the child of a fork-like clone; `watcher_child`
         // only makes async-signal-safe syscalls and never returns.
-        unsafe { watcher_child(prepared) }
+        None => unsafe { watcher_child(prepared) },
     }
-    let pid = i32::try_from(ret).map_err(|_| io::Error::from_raw_os_error(libc::EOVERFLOW))?;
-    Ok(Pid::from_raw(pid))
 }
 
 /// Writes all of `buf` to `fd`; `false` on error (the reader is gone).
