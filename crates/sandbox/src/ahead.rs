@@ -19,11 +19,12 @@
 //! 3. The init renames itself `blastwall-init`, makes itself dumpable only
 //!    when the supervisor is unprivileged (who must write its id maps),
 //!    says it is ready, and waits.
-//! 4. [`crate::run`] takes it ([`take`]): it writes the id maps, puts the
-//!    init in the run's cgroups, and sends the config and the descriptors
-//!    the exec path passes by inheritance. The init becomes the namespace's
-//!    root, enters a cgroup namespace rooted at its new cgroup, and goes on
-//!    as the executed init does (it waits for the start byte).
+//! 4. [`crate::run`] takes it ([`take`]): it sends the config and the
+//!    descriptors the exec path passes by inheritance, then, while the init
+//!    reads them, writes its id maps and puts it in the run's cgroups, and
+//!    says go. The init becomes the namespace's root, enters a cgroup
+//!    namespace rooted at its new cgroup, and goes on as the executed init
+//!    does (its agent executes at the start byte).
 //!
 //! Anything unexpected (no pid, an error from the clone, a user namespace
 //! the host refuses) makes [`take`] return `None` and `run` clone and
@@ -131,12 +132,26 @@ fn spawner(sock: OwnedFd, parent: Pid) -> ! {
     }
 }
 
-/// One message of the spawner or the init: a tag and a number.
+/// One message between the supervisor, the spawner and the init: a tag
+/// and a number.
 pub(crate) fn send(sock: &OwnedFd, tag: u8, n: i32) -> nix::Result<()> {
     let mut m = [0u8; 5];
     m[0] = tag;
     m[1..].copy_from_slice(&n.to_be_bytes());
     nix::sys::socket::send(sock.as_raw_fd(), &m, MsgFlags::empty()).map(drop)
+}
+
+/// Receives one message of [`send`]; `None` at end-of-file or on anything
+/// else than one whole message.
+pub(crate) fn recv(sock: &OwnedFd) -> Option<(u8, i32)> {
+    let mut m = [0u8; 5];
+    loop {
+        match nix::sys::socket::recv(sock.as_raw_fd(), &mut m, MsgFlags::empty()) {
+            Ok(5) => return Some((m[0], i32::from_be_bytes([m[1], m[2], m[3], m[4]]))),
+            Err(nix::errno::Errno::EINTR) => {}
+            _ => return None,
+        }
+    }
 }
 
 /// The init cloned ahead, ready for its id maps.
@@ -168,21 +183,14 @@ pub(crate) fn take() -> Option<Ahead> {
             Err(nix::errno::Errno::EINTR) => continue,
             _ => break,
         }
-        let mut m = [0u8; 5];
-        match nix::sys::socket::recv(s.sock.as_raw_fd(), &mut m, MsgFlags::empty()) {
-            Ok(5) => {}
-            Err(nix::errno::Errno::EINTR) => continue,
-            _ => break,
-        }
-        let n = i32::from_be_bytes([m[1], m[2], m[3], m[4]]);
-        match m[0] {
-            b'P' if n > 0 => {
+        match recv(&s.sock) {
+            Some((b'P', n)) if n > 0 => {
                 pid = Some(Pid::from_raw(n));
                 spawner_done = true;
             }
-            b'R' => ready = true,
-            _ => {
-                spawner_done = m[0] == b'E';
+            Some((b'R', _)) => ready = true,
+            other => {
+                spawner_done = matches!(other, Some((b'E', _)));
                 break;
             }
         }

@@ -182,34 +182,24 @@ fn ahead_main(owned: OwnedFd, root: bool) -> u8 {
             return EXIT_NO_CONFIG;
         };
         if let Err(e) = nix::unistd::write(&tasks, b"0") {
-            let mut report = File::from(report_fd);
-            let _ = crate::proto::send(
-                &mut report,
-                &Msg::Failed(WireError::Layer {
+            return failed(
+                report_fd,
+                WireError::Layer {
                     layer: Layer::Cgroup,
                     reason: format!("the sandbox init cannot enter its cgroup: {e}"),
-                }),
+                },
             );
-            return EXIT_SETUP;
         }
     }
     // The network namespace needs neither ids nor the view: set up now.
     if let Err(e) = network(&cfg, tty_socket.as_ref()) {
-        let mut report = File::from(report_fd);
-        let _ = crate::proto::send(&mut report, &Msg::Failed(e));
-        return EXIT_SETUP;
+        return failed(report_fd, e);
     }
     cfg.network_ready = true;
     // The supervisor says go once our id maps are written (and the
     // overlay's work directory is ready).
-    let mut go = [0u8; 5];
-    match nix::sys::socket::recv(
-        sock.as_raw_fd(),
-        &mut go,
-        nix::sys::socket::MsgFlags::empty(),
-    ) {
-        Ok(5) if go[0] == b'G' => {}
-        _ => return EXIT_NO_CONFIG,
+    if !matches!(crate::ahead::recv(sock), Some((b'G', _))) {
+        return EXIT_NO_CONFIG;
     }
     cfg.root_private = root_private;
     cfg.report_fd = report_fd.as_raw_fd();
@@ -237,6 +227,13 @@ fn ahead_main(owned: OwnedFd, root: bool) -> u8 {
     // something still owns.
     drop(owned);
     run_init(&cfg, report_fd, &lifeline, tty_socket, &filters)
+}
+
+/// Reports a setup failure of the init cloned ahead before it runs the
+/// common setup: the exit status.
+fn failed(report_fd: OwnedFd, e: WireError) -> u8 {
+    let _ = crate::proto::send(&mut File::from(report_fd), &Msg::Failed(e));
+    EXIT_SETUP
 }
 
 /// The init's part once it holds its config and descriptors: the exit

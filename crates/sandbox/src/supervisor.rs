@@ -271,9 +271,10 @@ pub fn run(
     };
     let (rows, cols) = crate::tty::host_size();
 
-    // The injected files are in the decoy directory already, and the init
-    // binds them from there: their contents (a CA bundle is 220 KB, twice
-    // that as hex) stay out of the config it reads and parses.
+    // The injected files are written to the decoy directory (below), and
+    // the init binds them from there: their contents (a CA bundle is
+    // 220 KB, twice that as hex) stay out of the config it reads and
+    // parses.
     let mut init_spec = spec.clone();
     for f in &mut init_spec.injected {
         f.contents = Vec::new();
