@@ -36,7 +36,7 @@ use blastwall_policy::{Action, Decision, FsOp, FsyncMode, Labels, Policy, RuleRe
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::record::{ActionRecord, BuiltinRule, DecisionRecord, OutcomeRecord, RefusalRecord};
+use crate::record::{BuiltinRule, DecisionRecord, OutcomeRecord, RefusalRecord};
 
 /// The audit flush policy a manifest's `[audit] fsync` asks for.
 pub fn fsync_policy(mode: FsyncMode) -> FsyncPolicy {
@@ -303,7 +303,7 @@ impl<F: LogFile> Gate<F> {
         let approval =
             (decision.verdict == Verdict::Ask && self.queue.is_some()).then(approval::new_id);
         let data = DecisionRecord {
-            action: ActionRecord(action),
+            action,
             verdict: decision.verdict,
             rule: &decision.rule,
             reason: &decision.reason,
@@ -317,25 +317,9 @@ impl<F: LogFile> Gate<F> {
         // commit): a request whose record an earlier sync already covered
         // is released without a sync of its own.
         let durable = side_effects && decision.verdict == Verdict::Allow;
-        let recorded = match self.append(Kind::Decision, &data, durable) {
-            // The data is plain structs and strings; should serializing it
-            // ever fail, the action goes on record as `action_json` has it.
-            Err(AuditError::Encode { .. }) => {
-                let value = json!({
-                    "action": action_json(action),
-                    "verdict": decision.verdict,
-                    "rule": decision.rule,
-                    "reason": decision.reason,
-                    "labels": decision.labels,
-                    "subject": decision.subject,
-                    "side_effects": side_effects,
-                    "approval": approval,
-                });
-                self.append(Kind::Decision, &value, durable)
-            }
-            other => other,
-        };
-        let seq = match recorded {
+        // (An action always serializes: its paths go as bytes when they are
+        // not UTF-8. Any failure to record denies, I4.)
+        let seq = match self.append(Kind::Decision, &data, durable) {
             Ok(seq) => {
                 self.observe_decision(action, &decision, seq);
                 seq
@@ -390,7 +374,7 @@ impl<F: LogFile> Gate<F> {
         detail: Value,
     ) -> Result<u64, GateError> {
         let data = RefusalRecord {
-            action: action.map(ActionRecord),
+            action,
             verdict: Verdict::Deny,
             rule: BuiltinRule::new(rule),
             reason,
@@ -566,11 +550,8 @@ pub fn net_side_effects(n: &blastwall_policy::NetAction) -> bool {
 /// The action as it goes into the audit log (paths that are not UTF-8 are
 /// encoded unambiguously).
 pub fn action_json(action: &Action) -> Value {
-    match action {
-        Action::Fs(f) => json!({"kind": "fs", "op": f.op, "path": path_to_json(&f.path)}),
-        Action::Net(_) | Action::Exec(_) => serde_json::to_value(action)
-            .unwrap_or_else(|e| json!({"kind": action.kind(), "unserializable": e.to_string()})),
-    }
+    serde_json::to_value(action)
+        .unwrap_or_else(|e| json!({"kind": action.kind(), "unserializable": e.to_string()}))
 }
 
 /// One line saying what the action is.

@@ -7,18 +7,14 @@
 //! struct is the order of its members in the record. `tests/all.rs` checks
 //! the bytes against the `Value` path.
 
-use std::os::unix::ffi::OsStrExt as _;
-
-use blastwall_audit::bytes::HEX_KEY;
 use blastwall_policy::{Action, Labels, RuleRef, Verdict};
 use serde::Serialize;
-use serde::ser::{SerializeMap as _, Serializer};
 use serde_json::Value;
 
 /// A `decision` record from [`crate::Gate::check_with`].
 #[derive(Serialize)]
 pub(crate) struct DecisionRecord<'a> {
-    pub(crate) action: ActionRecord<'a>,
+    pub(crate) action: &'a Action,
     pub(crate) verdict: Verdict,
     pub(crate) rule: &'a RuleRef,
     pub(crate) reason: &'a str,
@@ -32,7 +28,7 @@ pub(crate) struct DecisionRecord<'a> {
 /// refusal, by a built-in rule.
 #[derive(Serialize)]
 pub(crate) struct RefusalRecord<'a> {
-    pub(crate) action: Option<ActionRecord<'a>>,
+    pub(crate) action: Option<&'a Action>,
     pub(crate) verdict: Verdict,
     pub(crate) rule: BuiltinRule<'a>,
     pub(crate) reason: &'a str,
@@ -68,42 +64,6 @@ impl<'a> BuiltinRule<'a> {
             file: "blastwall",
             line: 0,
             col: 0,
-        }
-    }
-}
-
-/// An action as it goes into the log: what [`crate::action_json`] gives,
-/// serialized in place.
-pub(crate) struct ActionRecord<'a>(pub(crate) &'a Action);
-
-impl Serialize for ActionRecord<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match self.0 {
-            Action::Fs(f) => {
-                let mut map = s.serialize_map(Some(3))?;
-                map.serialize_entry("kind", "fs")?;
-                map.serialize_entry("op", &f.op)?;
-                map.serialize_entry("path", &PathBytes(f.path.as_os_str().as_bytes()))?;
-                map.end()
-            }
-            Action::Net(_) | Action::Exec(_) => self.0.serialize(s),
-        }
-    }
-}
-
-/// Bytes as `blastwall_audit::bytes::bytes_to_json` writes them: a string
-/// if they are UTF-8, else `{"hex": "…"}`.
-struct PathBytes<'a>(&'a [u8]);
-
-impl Serialize for PathBytes<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match std::str::from_utf8(self.0) {
-            Ok(text) => s.serialize_str(text),
-            Err(_) => {
-                let mut map = s.serialize_map(Some(1))?;
-                map.serialize_entry(HEX_KEY, &hex::encode(self.0))?;
-                map.end()
-            }
         }
     }
 }

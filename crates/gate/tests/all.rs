@@ -225,6 +225,11 @@ fn records_are_the_bytes_the_value_path_wrote() {
             vec!["rm".into(), "-rf".into(), "a\"b\n".into()],
             Some(PathBuf::from("/work/p")),
         )),
+        // A working directory that is not UTF-8 goes on record as bytes.
+        Action::Exec(ExecAction::new(
+            vec!["ls".into()],
+            Some(PathBuf::from(OsStr::from_bytes(b"/work/\xe9"))),
+        )),
         Action::Fs(FsAction {
             op: FsOp::Write,
             path: PathBuf::from(OsStr::from_bytes(b"/work/p/caf\xe9")),
@@ -234,6 +239,10 @@ fn records_are_the_bytes_the_value_path_wrote() {
             path: PathBuf::from("/work/p/ok.txt"),
         }),
     ];
+    assert_eq!(
+        action_json(&actions[6])["cwd"],
+        json!({"hex": "2f776f726b2fe9"})
+    );
     for (i, action) in actions.iter().enumerate() {
         let side_effects = i % 2 == 0;
         let got = g.check_with(action, side_effects);

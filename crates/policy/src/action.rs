@@ -323,6 +323,7 @@ pub struct ExecAction {
     /// The command line.
     pub argv: Vec<String>,
     /// Where it runs.
+    #[serde(serialize_with = "serialize_opt_path")]
     pub cwd: Option<PathBuf>,
     /// Labels from the command classifier.
     pub labels: Labels,
@@ -352,5 +353,33 @@ pub struct FsAction {
     /// Read or write.
     pub op: FsOp,
     /// The absolute, lexically normalised path.
+    #[serde(serialize_with = "serialize_path")]
     pub path: PathBuf,
+}
+
+/// A path as the audit log writes bytes: a string if it is UTF-8, else
+/// `{"hex": "…"}` (`blastwall_audit::bytes::bytes_to_json`), so that an
+/// action always serializes.
+fn serialize_path<S: serde::Serializer>(path: &std::path::Path, s: S) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeMap as _;
+    use std::os::unix::ffi::OsStrExt as _;
+    let bytes = path.as_os_str().as_bytes();
+    match std::str::from_utf8(bytes) {
+        Ok(text) => s.serialize_str(text),
+        Err(_) => {
+            let mut map = s.serialize_map(Some(1))?;
+            map.serialize_entry("hex", &hex::encode(bytes))?;
+            map.end()
+        }
+    }
+}
+
+fn serialize_opt_path<S: serde::Serializer>(
+    path: &Option<PathBuf>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match path {
+        Some(p) => serialize_path(p, s),
+        None => s.serialize_none(),
+    }
 }

@@ -7,6 +7,8 @@
 //! is decided on its own, exactly like an HTTP/1.1 request.
 
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -24,13 +26,16 @@ pub(crate) enum OutBody {
     Empty,
     /// A whole body the proxy already holds.
     Full(Option<Bytes>),
-    /// Frames the exchange hands over as the upstream sends them.
-    Chan(mpsc::Receiver<Frame<Bytes>>),
+    /// Frames the exchange hands over as the upstream sends them, and
+    /// whether it finished them: a channel closed before that is an error,
+    /// so hyper resets the stream rather than end it as if complete (an
+    /// upstream that failed mid-body must not look like a short body).
+    Chan(mpsc::Receiver<Frame<Bytes>>, Arc<AtomicBool>),
 }
 
 impl Body for OutBody {
     type Data = Bytes;
-    type Error = std::convert::Infallible;
+    type Error = std::io::Error;
 
     fn poll_frame(
         self: Pin<&mut Self>,
@@ -39,7 +44,13 @@ impl Body for OutBody {
         match self.get_mut() {
             OutBody::Empty => Poll::Ready(None),
             OutBody::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
-            OutBody::Chan(rx) => rx.poll_recv(cx).map(|f| f.map(Ok)),
+            OutBody::Chan(rx, finished) => rx.poll_recv(cx).map(|f| match f {
+                Some(f) => Some(Ok(f)),
+                None if finished.load(Ordering::Acquire) => None,
+                None => Some(Err(std::io::Error::other(
+                    "the upstream's answer ended before it was complete",
+                ))),
+            }),
         }
     }
 
@@ -47,7 +58,7 @@ impl Body for OutBody {
         match self {
             OutBody::Empty => true,
             OutBody::Full(b) => b.is_none(),
-            OutBody::Chan(_) => false,
+            OutBody::Chan(..) => false,
         }
     }
 
@@ -55,7 +66,7 @@ impl Body for OutBody {
         match self {
             OutBody::Empty => SizeHint::with_exact(0),
             OutBody::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
-            OutBody::Chan(_) => SizeHint::default(),
+            OutBody::Chan(..) => SizeHint::default(),
         }
     }
 }
@@ -65,7 +76,7 @@ impl Body for OutBody {
 pub(crate) struct Stream {
     body: Option<Incoming>,
     reply: Option<oneshot::Sender<http::Response<OutBody>>>,
-    data: Option<mpsc::Sender<Frame<Bytes>>>,
+    data: Option<(mpsc::Sender<Frame<Bytes>>, Arc<AtomicBool>)>,
 }
 
 impl Stream {
@@ -259,20 +270,22 @@ impl Agent for Stream {
             return true;
         }
         match &self.data {
-            Some(tx) => tx.send(Frame::data(data)).await.is_ok(),
+            Some((tx, _)) => tx.send(Frame::data(data)).await.is_ok(),
             None => false,
         }
     }
 
     async fn send_trailers(&mut self, trailers: http::HeaderMap) -> bool {
         match &self.data {
-            Some(tx) => tx.send(Frame::trailers(trailers)).await.is_ok(),
+            Some((tx, _)) => tx.send(Frame::trailers(trailers)).await.is_ok(),
             None => false,
         }
     }
 
     async fn finish(&mut self) -> bool {
-        self.data.take();
+        if let Some((_, finished)) = self.data.take() {
+            finished.store(true, Ordering::Release);
+        }
         true
     }
 
@@ -288,7 +301,8 @@ impl Agent for Stream {
 impl Stream {
     fn stream_head(&mut self, status: u16, headers: &[(String, Vec<u8>)]) -> bool {
         let (tx, rx) = mpsc::channel(4);
-        self.data = Some(tx);
-        self.respond(response(status, headers, OutBody::Chan(rx)))
+        let finished = Arc::new(AtomicBool::new(false));
+        self.data = Some((tx, Arc::clone(&finished)));
+        self.respond(response(status, headers, OutBody::Chan(rx, finished)))
     }
 }

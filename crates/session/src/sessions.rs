@@ -293,6 +293,30 @@ impl SessionDir {
     /// at [`StagedMeta::commit`]. Until then the current one stands (a
     /// crash in between leaves it, never a partial file).
     pub fn stage_meta(&self, meta: &SessionMeta) -> Result<StagedMeta<'_>, SessionError> {
+        let (f, tmp) = self.stage_unsynced(meta)?;
+        if let Err(e) = f.sync_all() {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(io(&tmp)(e));
+        }
+        Ok(StagedMeta { dir: self, tmp })
+    }
+
+    /// [`SessionDir::write_meta`] in two steps: the new `session.json` is
+    /// written beside the current one and put in its place at once (a
+    /// rename: other readers see it now), and made durable by
+    /// [`PublishedMeta::sync`], which may run beside other work.
+    pub fn publish_meta(&self, meta: &SessionMeta) -> Result<PublishedMeta, SessionError> {
+        let staged = self.stage_unsynced(meta)?;
+        let path = self.meta_path();
+        std::fs::rename(&staged.1, &path).map_err(io(&path))?;
+        Ok(PublishedMeta {
+            file: staged.0,
+            path,
+        })
+    }
+
+    /// Writes `.session.json.tmp`, not synced.
+    fn stage_unsynced(&self, meta: &SessionMeta) -> Result<(std::fs::File, PathBuf), SessionError> {
         let tmp = self.root.join(".session.json.tmp");
         let body = serde_json::to_vec_pretty(meta).map_err(|e| SessionError::Damaged {
             path: self.meta_path(),
@@ -306,8 +330,7 @@ impl SessionDir {
             .open(&tmp)
             .map_err(io(&tmp))?;
         f.write_all(&body).map_err(io(&tmp))?;
-        f.sync_all().map_err(io(&tmp))?;
-        Ok(StagedMeta { dir: self, tmp })
+        Ok((f, tmp))
     }
 
     /// The session's status, from its record and whether its supervisor lives.
@@ -333,9 +356,33 @@ pub struct StagedMeta<'d> {
 
 impl StagedMeta<'_> {
     /// Puts the staged `session.json` in place (a rename: atomic).
-    pub fn commit(self) -> Result<(), SessionError> {
+    pub fn commit(mut self) -> Result<(), SessionError> {
         let p = self.dir.meta_path();
-        std::fs::rename(&self.tmp, &p).map_err(io(&p))
+        let tmp = std::mem::take(&mut self.tmp);
+        std::fs::rename(&tmp, &p).map_err(io(&p))
+    }
+}
+
+impl Drop for StagedMeta<'_> {
+    /// A staged file never committed is removed; the current one stands.
+    fn drop(&mut self) {
+        if !self.tmp.as_os_str().is_empty() {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+/// A `session.json` in place, not yet durable ([`SessionDir::publish_meta`]).
+#[derive(Debug)]
+pub struct PublishedMeta {
+    file: std::fs::File,
+    path: PathBuf,
+}
+
+impl PublishedMeta {
+    /// Makes it durable.
+    pub fn sync(&self) -> Result<(), SessionError> {
+        self.file.sync_all().map_err(io(&self.path))
     }
 }
 

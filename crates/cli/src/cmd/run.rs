@@ -286,11 +286,18 @@ pub(crate) fn run(a: &RunArgs, env: &Env) -> anyhow::Result<Status> {
     // SIGTERM and SIGHUP to blastwall go to the command, through the
     // sandbox's init, so the session ends on record instead of crashing.
     let init_pid = Arc::new(std::sync::atomic::AtomicI32::new(0));
-    let mut signals = signal_hook::iterator::Signals::new([
+    let mut signals = match signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGTERM,
         signal_hook::consts::SIGHUP,
-    ])
-    .context("cannot watch for SIGTERM and SIGHUP")?;
+    ]) {
+        Ok(s) => s,
+        Err(e) => {
+            return not_started(
+                &mut meta,
+                anyhow::Error::new(e).context("cannot watch for SIGTERM and SIGHUP"),
+            );
+        }
+    };
     let signals_handle = signals.handle();
     let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel(1);
     let (ended_tx, ended_rx) = std::sync::mpsc::sync_channel(1);
@@ -315,7 +322,7 @@ pub(crate) fn run(a: &RunArgs, env: &Env) -> anyhow::Result<Status> {
     // The signal thread is not joined: once the run is over, the
     // iterator is closed and the process's exit takes the thread down.
     let pid = Arc::clone(&init_pid);
-    std::thread::Builder::new()
+    let signal_thread = std::thread::Builder::new()
         .name("blastwall-signals".into())
         .spawn(move || {
             for sig in signals.forever() {
@@ -327,7 +334,10 @@ pub(crate) fn run(a: &RunArgs, env: &Env) -> anyhow::Result<Status> {
                 }
             }
         })
-        .context("cannot start the signal thread")?;
+        .context("cannot start the signal thread");
+    if let Err(e) = signal_thread {
+        return not_started(&mut meta, e);
+    }
     let (outcome, prepared, recorded) = std::thread::scope(|scope| {
         // Closes the signal thread's iterator however this closure ends.
         let _close = CloseSignals(signals_handle);
@@ -454,10 +464,11 @@ fn record_end(
         }));
         (staged.join(), sealed)
     });
-    staged
-        .map_err(|_| anyhow::anyhow!("the thread writing session.json panicked"))??
-        .commit()?;
+    let staged =
+        staged.map_err(|_| anyhow::anyhow!("the thread writing session.json panicked"))??;
+    // session.json says the session ended only once the log is sealed.
     sealed?;
+    staged.commit()?;
     Ok(())
 }
 
@@ -565,10 +576,12 @@ impl Prepared {
 fn prepare(p: Prep<'_>, held: Vec<Held>) -> anyhow::Result<Prepared> {
     let (session, meta) = (p.session, p.meta);
     // On record from the start, so a session that fails to start is listed
-    // with why, and one whose supervisor dies is listed as crashed. Its
-    // sync runs beside the audit log's; both are done before the start.
+    // with why, and one whose supervisor dies is listed as crashed: in
+    // place before the audit log exists, synced beside the log's own
+    // syncs; both are durable before the start.
+    let published = session.publish_meta(meta)?;
     std::thread::scope(|scope| {
-        let recorded = scope.spawn(|| session.write_meta(meta));
+        let recorded = scope.spawn(|| published.sync());
         let prepared = prepare_log(p, held);
         recorded
             .join()
