@@ -423,19 +423,15 @@ impl<F: LogFile> Gate<F> {
         Box::new(r)
     }
 
-    /// Appends a record; durable first when `durable`.
+    /// Appends a record; durable first when `durable` (through the group
+    /// commit, outside the log's lock, like a decision).
     pub(crate) fn record(
         &self,
         kind: Kind,
         data: Value,
         durable: bool,
     ) -> Result<u64, crate::GateError> {
-        let mut log = self.lock();
-        let a = log.append(kind, data)?;
-        if durable {
-            log.sync()?;
-        }
-        Ok(a.seq)
+        Ok(self.append(kind, &data, durable)?)
     }
 }
 
