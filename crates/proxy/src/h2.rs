@@ -100,7 +100,12 @@ impl Stream {
 pub(crate) fn head(
     parts: &http::request::Parts,
     body: &Incoming,
+    max_headers: usize,
 ) -> Result<(Head, Framing), ReadError> {
+    // The same bound as an HTTP/1.1 head's (`Limits::max_headers`).
+    if parts.headers.len() > max_headers {
+        return Err(refuse(431, "too many header fields"));
+    }
     let target = if parts.method == http::Method::CONNECT {
         parts
             .uri
@@ -112,11 +117,25 @@ pub(crate) fn head(
             .path_and_query()
             .map_or_else(String::new, |p| p.as_str().to_owned())
     };
-    let mut headers = Vec::with_capacity(parts.headers.len() + 1);
+    let mut headers: Vec<(String, String)> = Vec::with_capacity(parts.headers.len() + 1);
+    // HTTP/2 clients may split `cookie` into several fields; they are one
+    // field joined by "; " for everything downstream, an HTTP/1.1 upstream
+    // among them (RFC 9113 §8.2.3).
+    let mut cookie: Option<usize> = None;
     for (k, v) in &parts.headers {
         let v = v
             .to_str()
             .map_err(|_| refuse(400, format!("header `{k}` is not visible ASCII")))?;
+        if k == http::header::COOKIE {
+            if let Some(i) = cookie {
+                if let Some((_, joined)) = headers.get_mut(i) {
+                    joined.push_str("; ");
+                    joined.push_str(v);
+                }
+                continue;
+            }
+            cookie = Some(headers.len());
+        }
         headers.push((k.as_str().to_owned(), v.to_owned()));
     }
     let mut h = Head {

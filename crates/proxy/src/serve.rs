@@ -433,13 +433,18 @@ impl Shared {
         let activity = Arc::new(Activity::default());
         let shared = Arc::clone(self);
         let streams = Arc::clone(&activity);
+        // hyper bounds the streams open at once; a stream the agent resets
+        // is closed for hyper while its exchange still runs here. These
+        // slots bound the exchanges themselves.
+        let slots = Arc::new(tokio::sync::Semaphore::new(H2_MAX_STREAMS as usize));
         let service =
             hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
                 let (tx, rx) = tokio::sync::oneshot::channel();
                 let (s, via, pool) = (Arc::clone(&shared), Arc::clone(&via), Arc::clone(&pool));
                 let open = Activity::open(&streams);
+                let slot = Arc::clone(&slots).try_acquire_owned().ok();
                 tokio::spawn(async move {
-                    s.h2_stream(req, tx, &via, &pool).await;
+                    s.h2_stream(req, tx, &via, &pool, slot).await;
                     drop(open);
                 });
                 async move {
@@ -485,11 +490,26 @@ impl Shared {
         reply: tokio::sync::oneshot::Sender<http::Response<crate::h2::OutBody>>,
         via: &Via,
         pool: &std::sync::Mutex<Vec<Upstream>>,
+        slot: Option<tokio::sync::OwnedSemaphorePermit>,
     ) {
         let (parts, body) = req.into_parts();
-        let read = crate::h2::head(&parts, &body);
+        let read = crate::h2::head(&parts, &body, self.limits.max_headers);
         let head_only = parts.method == http::Method::HEAD;
         let mut stream = crate::h2::Stream::new(body, reply);
+        if slot.is_none() {
+            let r = self.proxy_refusal(
+                "proxy.streams",
+                503,
+                Fault::Agent,
+                format!(
+                    "more than {H2_MAX_STREAMS} exchanges in flight on one connection (a stream reset by the agent counts until its exchange ends)"
+                ),
+                format!("{} {} (HTTP/2)", parts.method, parts.uri),
+                json!({}),
+            );
+            let _ = self.send_refusal(&mut stream, &r, true, head_only).await;
+            return;
+        }
         let (head, framing) = match read {
             Ok(x) => x,
             Err(e) => {

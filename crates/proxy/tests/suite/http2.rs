@@ -460,3 +460,39 @@ fn an_idle_http2_connection_is_closed_like_an_http1_one() {
         assert!(start.elapsed().as_millis() >= 200, "{:?}", start.elapsed());
     });
 }
+
+// HTTP/2 lets a client split `cookie` into several fields: an HTTP/1.1
+// upstream gets them as one, joined by "; ". A head with more fields than
+// an HTTP/1.1 head may have is refused the same way (431).
+#[test]
+fn split_cookies_arrive_joined_and_too_many_fields_are_refused() {
+    // A host without a bound credential: its cookies are the agent's own.
+    let h = Harness::start();
+    block_on(async {
+        let mut c = h2_client(&h, "other.test").await;
+        let req = http::Request::get("https://other.test/cookies")
+            .header("cookie", "a=1")
+            .header("cookie", "b=2")
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let (status, body) = send(&mut c, req).await;
+        assert_eq!(200, status, "{body}");
+        let mut req = http::Request::get("https://other.test/many");
+        for i in 0..200 {
+            req = req.header(format!("x-field-{i}"), "v");
+        }
+        let (status, body) = send(&mut c, req.body(Full::new(Bytes::new())).unwrap()).await;
+        assert_eq!(431, status, "{body}");
+        assert!(body.contains("proxy.framing"), "{body}");
+    });
+    let seen = h.seen();
+    assert_eq!(1, seen.len(), "the refused head must not be forwarded");
+    assert_eq!("HTTP/1.1", seen[0].version);
+    let cookies: Vec<&str> = seen[0]
+        .headers
+        .iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case("cookie"))
+        .map(|(_, v)| v.as_str())
+        .collect();
+    assert_eq!(vec!["a=1; b=2"], cookies);
+}
