@@ -712,13 +712,22 @@ impl Shared {
             return false;
         }
         let mut held = Reservation::new(Arc::clone(&self.held), self.limits.connect_timeout);
-        // A body that stops arriving must not hold its reserved bytes.
+        // A body that stops arriving must not hold its reserved bytes; it
+        // is refused like any request the proxy cannot read whole.
         let body = tokio::time::timeout(
             self.limits.idle_timeout,
             conn.read_body(framing, self.limits.max_request_body, &mut held),
         )
         .await
-        .unwrap_or(Err(ReadError::Closed));
+        .unwrap_or_else(|_| {
+            Err(ReadError::Refuse {
+                status: 408,
+                reason: format!(
+                    "the request's body stopped arriving for {} s",
+                    self.limits.idle_timeout.as_secs()
+                ),
+            })
+        });
         let raw = match body {
             Ok(b) => b,
             Err(ReadError::Refuse { status, reason }) => {
@@ -856,8 +865,8 @@ impl Shared {
         // 6. Decide (write-ahead; durable first when it has side effects).
         // A WebSocket opens a channel nothing inspects: as durable first as
         // any write.
-        let side_effects =
-            blastwall_gate::side_effects(&act) || plan.injects() || is_websocket(head);
+        let websocket = is_websocket(head);
+        let side_effects = blastwall_gate::side_effects(&act) || plan.injects() || websocket;
         let mut pinned: Option<Target> = None;
         let release = match self.check(&act, side_effects).await {
             Ok(r) => r,
@@ -915,7 +924,6 @@ impl Shared {
         // 7. Resolve, filter, connect (pinned), forward. An approved request
         // goes on a connection of its own to the address it was approved for.
         let key = (action.scheme, action.host.clone(), action.port);
-        let websocket = is_websocket(head);
         if pinned.is_some()
             || websocket
             || upstream
