@@ -209,13 +209,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         match framing {
             Framing::None => Ok(Vec::new()),
             Framing::Length(n) => {
-                let n = usize::try_from(n).unwrap_or(usize::MAX);
-                if n > max {
-                    return Err(refuse(
-                        413,
-                        format!("request body of {n} bytes is past the proxy's bound of {max}"),
-                    ));
-                }
+                let n = declared_within(n, max)?;
                 held.grow(n).await?;
                 while self.buf.len() < n {
                     if self.fill().await? == 0 {
@@ -251,10 +245,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                         }
                     }
                     if body.len().saturating_add(size) > max {
-                        return Err(refuse(
-                            413,
-                            format!("request body is past the proxy's bound of {max} bytes"),
-                        ));
+                        return Err(past_bound(max));
                     }
                     held.grow(size).await?;
                     while self.buf.len() < size + 2 {
@@ -403,22 +394,50 @@ fn parse_head(bytes: &[u8], limits: &Limits) -> Result<(Head, Framing), ReadErro
             ));
         }
         Framing::Chunked
-    } else if let Some(v) = cl.first() {
-        if cl.len() > 1 {
-            return Err(refuse(400, "repeated Content-Length header"));
-        }
-        if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) || v.len() > 18 {
-            return Err(refuse(400, format!("bad Content-Length `{v}`")));
-        }
-        match v.parse::<u64>() {
-            Ok(0) => Framing::None,
-            Ok(n) => Framing::Length(n),
-            Err(_) => return Err(refuse(400, format!("bad Content-Length `{v}`"))),
-        }
     } else {
-        Framing::None
+        content_length(&cl)?.unwrap_or(Framing::None)
     };
     Ok((head, framing))
+}
+
+/// The framing the `Content-Length` values of a head say: `None` when there
+/// is none; one value of digits only, else refused (HTTP/1.1 and HTTP/2).
+pub(crate) fn content_length(values: &[&str]) -> Result<Option<Framing>, ReadError> {
+    match values {
+        [] => Ok(None),
+        [v] => {
+            if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) || v.len() > 18 {
+                return Err(refuse(400, format!("bad Content-Length `{v}`")));
+            }
+            match v.parse::<u64>() {
+                Ok(0) => Ok(Some(Framing::None)),
+                Ok(n) => Ok(Some(Framing::Length(n))),
+                Err(_) => Err(refuse(400, format!("bad Content-Length `{v}`"))),
+            }
+        }
+        _ => Err(refuse(400, "repeated Content-Length header")),
+    }
+}
+
+/// A body whose length is declared up front: refused (413) past `max`
+/// before any of it is read.
+pub(crate) fn declared_within(n: u64, max: usize) -> Result<usize, ReadError> {
+    let n = usize::try_from(n).unwrap_or(usize::MAX);
+    if n > max {
+        return Err(refuse(
+            413,
+            format!("request body of {n} bytes is past the proxy's bound of {max}"),
+        ));
+    }
+    Ok(n)
+}
+
+/// The refusal of a body that grew past `max` as it arrived (413).
+pub(crate) fn past_bound(max: usize) -> ReadError {
+    refuse(
+        413,
+        format!("request body is past the proxy's bound of {max} bytes"),
+    )
 }
 
 /// A response to write to the agent.

@@ -17,7 +17,10 @@ use hyper::body::{Body, Frame, Incoming, SizeHint};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::agent::{Agent, BodyLen};
-use crate::h1::{Framing, Head, ReadError, Reply, Reservation, refuse};
+use crate::h1::{
+    Framing, Head, ReadError, Reply, Reservation, content_length, declared_within, past_bound,
+    refuse,
+};
 
 /// A response body sent to the agent over HTTP/2.
 #[derive(Debug)]
@@ -160,18 +163,13 @@ pub(crate) fn head(
         }
     }
     let cl: Vec<&str> = h.all("content-length").collect();
+    let declared = content_length(&cl)?;
     let framing = if body.is_end_stream() {
         Framing::None
-    } else if let [v] = cl.as_slice() {
-        match v.parse::<u64>() {
-            Ok(0) => Framing::None,
-            Ok(n) => Framing::Length(n),
-            Err(_) => return Err(refuse(400, format!("bad Content-Length `{v}`"))),
-        }
-    } else if cl.is_empty() {
-        Framing::Chunked
     } else {
-        return Err(refuse(400, "repeated Content-Length header"));
+        // Without a Content-Length, the DATA frames are read to the end of
+        // the stream, bounded as they come.
+        declared.unwrap_or(Framing::Chunked)
     };
     Ok((h, framing))
 }
@@ -212,13 +210,7 @@ impl Agent for Stream {
             return Ok(Vec::new());
         }
         if let Framing::Length(n) = framing {
-            let n = usize::try_from(n).unwrap_or(usize::MAX);
-            if n > max {
-                return Err(refuse(
-                    413,
-                    format!("request body of {n} bytes is past the proxy's bound of {max}"),
-                ));
-            }
+            declared_within(n, max)?;
         }
         let mut out = Vec::new();
         while let Some(frame) = body.frame().await {
@@ -228,10 +220,7 @@ impl Agent for Stream {
                 continue;
             };
             if out.len().saturating_add(data.len()) > max {
-                return Err(refuse(
-                    413,
-                    format!("request body is past the proxy's bound of {max} bytes"),
-                ));
+                return Err(past_bound(max));
             }
             held.grow(data.len()).await?;
             out.extend_from_slice(&data);
