@@ -517,28 +517,26 @@ impl Shared {
                     ReadError::Refuse { status, reason } => (status, reason),
                     ReadError::Closed | ReadError::Io(_) => (400, "a malformed request".into()),
                 };
-                let r = self.proxy_refusal(
-                    "proxy.framing",
+                self.refuse_framing(
+                    &mut stream,
                     status,
-                    Fault::Agent,
                     reason,
                     format!("{} {} (HTTP/2)", parts.method, parts.uri),
-                    json!({}),
-                );
-                let _ = self.send_refusal(&mut stream, &r, true, head_only).await;
+                    head_only,
+                )
+                .await;
                 return;
             }
         };
         if head.method == "CONNECT" {
-            let r = self.proxy_refusal(
-                "proxy.framing",
+            self.refuse_framing(
+                &mut stream,
                 400,
-                Fault::Agent,
                 "CONNECT inside a tunnel".into(),
                 format!("CONNECT {} (HTTP/2)", head.target),
-                json!({}),
-            );
-            let _ = self.send_refusal(&mut stream, &r, true, head_only).await;
+                head_only,
+            )
+            .await;
             return;
         }
         let mut upstream = {
@@ -590,15 +588,14 @@ impl Shared {
                     return None;
                 }
                 Ok(Err(ReadError::Refuse { status, reason })) => {
-                    let r = self.proxy_refusal(
-                        "proxy.framing",
+                    self.refuse_framing(
+                        conn,
                         status,
-                        Fault::Agent,
                         reason,
                         "a malformed or ambiguous request".into(),
-                        json!({}),
-                    );
-                    let _ = self.send_refusal(conn, &r, true, false).await;
+                        false,
+                    )
+                    .await;
                     return None;
                 }
                 Ok(Ok(x)) => x,
@@ -607,15 +604,14 @@ impl Shared {
                 match via {
                     Via::Plain => return Some((head, framing)),
                     Via::Tunnel { .. } | Via::Origin { .. } => {
-                        let r = self.proxy_refusal(
-                            "proxy.framing",
+                        self.refuse_framing(
+                            conn,
                             400,
-                            Fault::Agent,
                             "CONNECT inside a tunnel".into(),
                             format!("CONNECT {}", head.target),
-                            json!({}),
-                        );
-                        let _ = self.send_refusal(conn, &r, true, false).await;
+                            false,
+                        )
+                        .await;
                         return None;
                     }
                 }
@@ -648,31 +644,29 @@ impl Shared {
             Via::Plain => {
                 let lower = head.target.to_ascii_lowercase();
                 if !(lower.starts_with("http://") || lower.starts_with("https://")) {
-                    let r = self.proxy_refusal(
-                        "proxy.framing",
+                    self.refuse_framing(
+                        conn,
                         400,
-                        Fault::Agent,
                         "a proxy request needs an absolute URL (http://host/path) or CONNECT"
                             .into(),
                         line,
-                        json!({}),
-                    );
-                    let _ = self.send_refusal(conn, &r, true, head_only).await;
+                        head_only,
+                    )
+                    .await;
                     return false;
                 }
                 head.target.clone()
             }
             Via::Tunnel { host, port } => {
                 if !head.target.starts_with('/') {
-                    let r = self.proxy_refusal(
-                        "proxy.framing",
+                    self.refuse_framing(
+                        conn,
                         400,
-                        Fault::Agent,
                         "inside a tunnel a request target must be a path (/…)".into(),
                         line,
-                        json!({}),
-                    );
-                    let _ = self.send_refusal(conn, &r, true, head_only).await;
+                        head_only,
+                    )
+                    .await;
                     return false;
                 }
                 format!("https://{host}:{port}{}", head.target)
@@ -686,17 +680,10 @@ impl Shared {
                     (p == *port).then_some(host)
                 });
                 let Some(host) = named.filter(|_| head.target.starts_with('/')) else {
-                    let r = self.proxy_refusal(
-                        "proxy.framing",
-                        400,
-                        Fault::Agent,
-                        format!(
+                    self.refuse_framing(conn, 400, format!(
                             "a request made straight to port {port} needs a path and a Host header naming a host on that port"
-                        ),
-                        line,
-                        json!({}),
-                    );
-                    let _ = self.send_refusal(conn, &r, true, head_only).await;
+                        ), line, head_only)
+                    .await;
                     return false;
                 };
                 format!("http://{host}:{port}{}", head.target)
@@ -731,15 +718,8 @@ impl Shared {
         let raw = match body {
             Ok(b) => b,
             Err(ReadError::Refuse { status, reason }) => {
-                let r = self.proxy_refusal(
-                    "proxy.framing",
-                    status,
-                    Fault::Agent,
-                    reason,
-                    line,
-                    json!({}),
-                );
-                let _ = self.send_refusal(conn, &r, true, head_only).await;
+                self.refuse_framing(conn, status, reason, line, head_only)
+                    .await;
                 return false;
             }
             Err(ReadError::Closed | ReadError::Io(_)) => return false,
@@ -1552,15 +1532,14 @@ impl Shared {
     async fn connect(self: &Arc<Self>, mut conn: Conn<TcpStream>, head: Head) {
         let line = format!("CONNECT {}", head.target);
         let Some((host, port)) = parse_authority(&head.target) else {
-            let r = self.proxy_refusal(
-                "proxy.framing",
+            self.refuse_framing(
+                &mut conn,
                 400,
-                Fault::Agent,
                 format!("CONNECT target `{}` is not host:port", head.target),
                 line,
-                json!({}),
-            );
-            let _ = self.send_refusal(&mut conn, &r, true, false).await;
+                false,
+            )
+            .await;
             return;
         };
         if let Some(h) = head.one("host")
@@ -1825,6 +1804,28 @@ impl Shared {
     }
 
     /// Writes a refusal; returns whether the connection may go on.
+    /// Refuses a request the proxy cannot read as it stands
+    /// (`proxy.framing`, the agent's fault), on record, and closes the
+    /// agent's connection (or stream).
+    async fn refuse_framing<A: Agent>(
+        &self,
+        conn: &mut A,
+        status: u16,
+        reason: String,
+        line: String,
+        head_only: bool,
+    ) {
+        let r = self.proxy_refusal(
+            "proxy.framing",
+            status,
+            Fault::Agent,
+            reason,
+            line,
+            json!({}),
+        );
+        let _ = self.send_refusal(conn, &r, true, head_only).await;
+    }
+
     async fn send_refusal<A: Agent>(
         &self,
         conn: &mut A,
