@@ -356,10 +356,10 @@ pub(crate) fn run(a: &RunArgs, env: &Env) -> anyhow::Result<Status> {
             let mut hooks = hooks;
             blastwall_sandbox::run(spec, &mut hooks)
         });
-        let prepared = prepare(prep, held);
+        let mut prepared = prepare(prep, held);
         let _ = ready_tx.send(
             prepared
-                .as_ref()
+                .as_mut()
                 .map(Prepared::ready)
                 .map_err(|e| format!("{e:#}")),
         );
@@ -384,15 +384,16 @@ pub(crate) fn run(a: &RunArgs, env: &Env) -> anyhow::Result<Status> {
         Err(e) => return not_started(&mut meta, e),
     };
     let _ = std::fs::remove_file(&control);
-    // Sinks get what is queued before the process goes; what they cannot
-    // take in time stays in their spool in the session directory.
+    // Sinks get what is queued before the process goes. What a sink that
+    // is down cannot take in time is not delivered: every record is in the
+    // session's audit log, and those past its memory queue in its spool.
     let flush_sinks = || {
         if let Some(sinks) = &sinks
             && !sinks.flush(std::time::Duration::from_secs(3))
         {
             eprintln!(
-                "blastwall: note: an audit sink is behind; its records wait in {}",
-                session.root().join("spool").display()
+                "blastwall: note: an audit sink is behind and did not get every record; the session's audit log {} has them all",
+                session.root().join("audit.jsonl").display()
             );
         }
     };
@@ -560,12 +561,14 @@ struct Prepared {
 
 impl Prepared {
     /// What the sandbox's hooks need of it.
-    fn ready(&self) -> Ready {
+    /// The CA bundle (the system's and the session CA, ≈ 220 KB) goes with
+    /// it: it is written into the sandbox once.
+    fn ready(&mut self) -> Ready {
         Ready {
             gate: Arc::clone(&self.gate),
             proxy: self.proxy.clone(),
             runtime: self.runtime.handle().clone(),
-            bundle: self.bundle.clone(),
+            bundle: std::mem::take(&mut self.bundle),
         }
     }
 }
