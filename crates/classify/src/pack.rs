@@ -125,12 +125,15 @@ impl Commits {
 /// `offset` (push options may come first, as pkt-lines up to a flush).
 pub fn find_pack(body: &[u8], offset: usize) -> Option<&[u8]> {
     let mut at = offset;
-    // Push options: pkt-lines up to a flush, then the pack.
-    while !body.get(at..)?.starts_with(b"PACK") {
-        let pkt = crate::git::next_pkt(body, at).ok()?;
-        at = pkt.end;
-        if pkt.data.is_none() {
-            break;
+    // Push options: pkt-lines up to a flush, then the pack (right after the
+    // commands, or right after that flush, as git reads it).
+    if !body.get(at..)?.starts_with(b"PACK") {
+        loop {
+            let pkt = crate::git::next_pkt(body, at).ok()?;
+            at = pkt.end;
+            if pkt.data.is_none() {
+                break;
+            }
         }
     }
     body.get(at..).filter(|p| p.starts_with(b"PACK"))
@@ -405,6 +408,19 @@ mod tests {
 
     use super::*;
     use std::process::Command;
+
+    // The pack comes right after the commands, or after the push options'
+    // flush; never in the middle of the options, where git does not read
+    // one.
+    #[test]
+    fn the_pack_is_found_where_git_reads_it() {
+        let pack = b"PACK\0\0\0\x02";
+        assert_eq!(find_pack(pack, 0), Some(&pack[..]));
+        let with_options = [&b"000aopt=1\n0000"[..], pack].concat();
+        assert_eq!(find_pack(&with_options, 0), Some(&pack[..]));
+        let no_flush = [&b"000aopt=1\n"[..], pack].concat();
+        assert_eq!(find_pack(&no_flush, 0), None);
+    }
 
     fn git(dir: &std::path::Path, args: &[&str]) -> String {
         let out = Command::new("git")
