@@ -496,3 +496,24 @@ fn split_cookies_arrive_joined_and_too_many_fields_are_refused() {
         .collect();
     assert_eq!(vec!["a=1; b=2"], cookies);
 }
+
+// CONNECT is a request for a tunnel of the proxy's own: inside an
+// intercepted tunnel it is refused, over HTTP/2 as over HTTP/1.1, and the
+// upstream never hears of it.
+#[test]
+fn a_connect_inside_an_http2_tunnel_is_refused() {
+    let h = Harness::start();
+    block_on(async {
+        let mut c = h2_client(&h, "echo.test").await;
+        let req = http::Request::builder()
+            .method(http::Method::CONNECT)
+            .uri("echo.test:443")
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let (status, body) = send(&mut c, req).await;
+        assert_eq!(400, status, "{body}");
+        assert!(body.contains("proxy.framing"), "{body}");
+        assert!(body.contains("CONNECT inside a tunnel"), "{body}");
+    });
+    assert!(h.seen().is_empty());
+}
